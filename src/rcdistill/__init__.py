@@ -1,0 +1,17 @@
+"""rcdistill: image-free distillation of text-to-image diffusion models with Random Conditioning."""
+import os
+
+# Nothing is downloaded at run time: fail fast instead of retrying a model hub.
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from ._torchvision_compat import ensure_torchvision_importable  # noqa: E402
+
+ensure_torchvision_importable()

@@ -1,0 +1,34 @@
+"""Make PyPI's (CUDA-built) torchvision importable beside a CPU torch.
+
+That torchvision registers kernels for `torchvision::nms`/`qnms` but its CUDA extension cannot
+load on a CPU torch, so the op schemas are missing and `import torchvision` fails. Declaring
+the two schemas first is enough for everything open_clip and clean-fid use. Must run before
+anything imports torchvision; a matching torch/torchvision pair (e.g. CUDA + CUDA) is left alone.
+"""
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+
+_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_library = None  # keep the Library object alive: dropping it removes the definitions
+
+
+def ensure_torchvision_importable() -> None:
+    global _library
+    if _library is not None or "torchvision" in sys.modules:
+        return
+    try:
+        tv_version = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        return
+    import torch
+
+    if torch.version.cuda is not None or "+cpu" in tv_version:
+        return  # torch and torchvision are built alike: nothing to fix
+    _library = torch.library.Library("torchvision", "FRAGMENT")
+    for schema in _SCHEMAS:
+        _library.define(schema)

@@ -1,0 +1,182 @@
+"""Typed params: params.yaml is read into pydantic models; a bad value is one clear line, exit 2."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .world.vocab import ATTRIBUTES, CONCEPTS
+
+
+class ParamsError(ValueError):
+    """A params problem, already phrased as one line for the user."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- world and prompts
+class WorldParams(Strict):
+    image_size: int = Field(32, ge=16, le=256, multiple_of=16)
+    unseen: list[str] = Field(default_factory=lambda: ["triangle"])
+
+    @field_validator("unseen")
+    @classmethod
+    def _known_and_leaves_something_seen(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in CONCEPTS:
+                raise ValueError(f"unknown concept {name!r}; allowed: {', '.join(CONCEPTS)}")
+        for attr in ("shape", "colour"):
+            if set(ATTRIBUTES[attr]) <= set(v):
+                raise ValueError(f"holds out every {attr}, so nothing would be seen; keep at least one")
+        return sorted(set(v), key=v.index)
+
+    def seen_values(self, attr: str) -> list[str]:
+        return [x for x in ATTRIBUTES[attr] if x not in self.unseen]
+
+
+class PromptsParams(Strict):
+    seed: int = 1
+    out_dir: str = "data/prompts"
+    cache_pool_size: int = Field(400, ge=8, le=1_000_000)
+    rc_pool_size: int = Field(0, ge=0, description="0: every distinct caption of the world")
+    eval_per_set: int = Field(120, ge=4, le=100_000)
+
+
+class SamplingParams(Strict):
+    """How every stage samples a pipeline (teacher gate, latent cache, evaluation)."""
+    scheduler: Literal["ddim", "dpm", "euler", "pndm"] = "ddim"
+    steps: int = Field(25, ge=1, le=1000)
+    guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+# ---------------------------------------------------------------- evaluators
+class ClassifierParams(Strict):
+    train_images: int = Field(30000, ge=64)
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-3, gt=0, le=1)
+    eval_images: int = Field(3000, ge=50)
+
+
+class ClipParams(Strict):
+    embed_dim: int = Field(64, ge=8)
+    width: int = Field(128, ge=16, description="text transformer width")
+    layers: int = Field(2, ge=1)
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(256, ge=4)
+    lr: float = Field(2e-3, gt=0, le=1)
+    eval_images: int = Field(2000, ge=50)
+
+
+class EvaluatorsParams(Strict):
+    out_dir: str = "models/evaluators"
+    seed: int = 2
+    classifier: ClassifierParams = ClassifierParams()
+    clip: ClipParams = ClipParams()
+
+
+# ---------------------------------------------------------------- teacher
+class VaeParams(Strict):
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64])
+    latent_channels: int = Field(4, ge=1)
+    steps: int = Field(1200, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(2e-3, gt=0, le=1)
+    kl_weight: float = Field(1e-6, ge=0)
+
+
+class TextEncoderParams(Strict):
+    hidden_size: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    max_length: int = Field(16, ge=8, le=77)
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = Field(2e-3, gt=0, le=1)
+
+
+class UnetParams(Strict):
+    block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 128])
+    layers_per_block: int = Field(2, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    train_images: int = Field(60000, ge=64)
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0, le=1)
+    drop_text: float = Field(0.1, ge=0, le=1)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+
+
+class GateParams(Strict):
+    shape: float = Field(0.85, ge=0, le=1)
+    colour: float = Field(0.90, ge=0, le=1)
+    eval_per_set: int = Field(120, ge=4)
+
+
+class TeacherParams(Strict):
+    source: Literal["toy", "pretrained"] = "toy"
+    path: str = "models/teacher"
+    seed: int = 3
+    vae: VaeParams = VaeParams()
+    text_encoder: TextEncoderParams = TextEncoderParams()
+    unet: UnetParams = UnetParams()
+    gate: GateParams = GateParams()
+
+
+class TrackingParams(Strict):
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifacts: str = "mlruns/artifacts"
+    experiment: str = "rcdistill"
+
+
+class Params(Strict):
+    world: WorldParams = WorldParams()
+    prompts: PromptsParams = PromptsParams()
+    sampling: SamplingParams = SamplingParams()
+    evaluators: EvaluatorsParams = EvaluatorsParams()
+    teacher: TeacherParams = TeacherParams()
+    tracking: TrackingParams = TrackingParams()
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "<root>"
+    value = e.get("input")
+    if e["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}' (value {value!r}); remove it or check its spelling"
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{source}: bad value for '{key}': {value!r} ({msg})"
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_one_line(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params; `overrides` maps dotted keys to values (e.g. flow parameters)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    for dotted, value in (overrides or {}).items():
+        node = data if isinstance(data, dict) else {}
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_params(data, str(path))

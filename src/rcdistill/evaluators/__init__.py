@@ -1,0 +1,1 @@
+"""World evaluators, trained on rendered images and independent of the teacher."""

@@ -1,0 +1,1 @@
+"""The toy teacher: a real StableDiffusionPipeline trained on the shapes world."""
