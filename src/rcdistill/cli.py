@@ -1,1 +1,110 @@
-def main():\n    pass
+"""`rcd`: one subcommand per pipeline stage, plus params checking and sampling."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ParamsError, load_params
+
+
+def _params(args):
+    return load_params(args.params)
+
+
+def cmd_params_check(args) -> int:
+    p = _params(args)
+    print(f"{args.params}: ok (unseen concepts: {', '.join(p.world.unseen) or 'none'}; teacher: {p.teacher.source} at {p.teacher.path})")
+    return 0
+
+
+def cmd_prompts(args) -> int:
+    from .world.prompts import write_prompts
+
+    out = write_prompts(_params(args))
+    print(f"prompts written to {out}/")
+    return 0
+
+
+def cmd_evaluators(args) -> int:
+    from .evaluators.stage import run_evaluators_stage
+
+    metrics = run_evaluators_stage(_params(args))
+    print(f"evaluators written to {_params(args).evaluators.out_dir}/ ; accuracies: {metrics}")
+    return 0
+
+
+def cmd_teacher(args) -> int:
+    from .teacher.stage import GateFailed, run_teacher_stage
+
+    p = _params(args)
+    try:
+        metrics = run_teacher_stage(p)
+    except GateFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"teacher pipeline written to {p.teacher.path}/ ; gate accuracies: "
+          + ", ".join(f"{k}: shape {v['shape']:.3f} colour {v['colour']:.3f}" for k, v in metrics.items() if k != "checks"))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .images import grid
+    from .sampling import generate, load_pipeline
+
+    if not Path(args.model).is_dir():
+        print(f"error: --model {args.model}: not a pipeline folder", file=sys.stderr)
+        return 2
+    p = load_params(args.params) if Path(args.params).exists() else None
+    steps = args.steps or (p.sampling.steps if p else 25)
+    guidance = args.guidance if args.guidance is not None else (p.sampling.guidance_scale if p else 7.5)
+    pipe = load_pipeline(args.model, args.scheduler or (p.sampling.scheduler if p else "ddim"))
+    prompts = [pr for pr in args.prompts for _ in range(args.per_prompt)]
+    seeds = [args.seed + i for i in range(len(prompts))]
+    images = generate(pipe, prompts, seeds, steps, guidance)
+    ncol = args.per_prompt if len(args.prompts) > 1 else min(8, len(prompts))
+    out = grid(images, ncol=ncol, scale=args.scale, pad=2 if len(prompts) > 1 else 0)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.save(args.output)
+    print(f"wrote {args.output} ({len(prompts)} image(s), {steps} steps, guidance {guidance})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rcd", description=__doc__)
+    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    pr = sub.add_parser("params", help="params utilities")
+    prsub = pr.add_subparsers(dest="params_cmd", required=True)
+    prsub.add_parser("check", help="validate params.yaml").set_defaults(fn=cmd_params_check)
+
+    sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)
+    sub.add_parser("evaluators", help="stage: train the world classifier and CLIP").set_defaults(fn=cmd_evaluators)
+    sub.add_parser("teacher", help="stage: train the toy teacher pipeline").set_defaults(fn=cmd_teacher)
+
+    sp = sub.add_parser("sample", help="sample any pipeline folder")
+    sp.add_argument("prompts", nargs="+")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("-o", "--output", default="sample.png")
+    sp.add_argument("--per-prompt", type=int, default=1, help="images per prompt (a grid row each)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--steps", type=int)
+    sp.add_argument("--guidance", type=float)
+    sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm"])
+    sp.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the output")
+    sp.set_defaults(fn=cmd_sample)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

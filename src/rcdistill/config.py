@@ -82,9 +82,10 @@ class EvaluatorsParams(Strict):
 
 # ---------------------------------------------------------------- teacher
 class VaeParams(Strict):
-    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64])
-    latent_channels: int = Field(4, ge=1)
-    steps: int = Field(1200, ge=1)
+    block_out_channels: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    latent_channels: int = Field(8, ge=1)
+    mid_block_attention: bool = False
+    steps: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(2e-3, gt=0, le=1)
     kl_weight: float = Field(1e-6, ge=0)

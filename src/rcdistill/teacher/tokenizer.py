@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import json
-from pathlib import Path
 
 from transformers import CLIPTokenizer
 
@@ -23,28 +21,19 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
+def clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's 49408-token vocabulary and BPE merges, rebuilt from open_clip's bundled file."""
     import open_clip.tokenizer as oct
 
-    bpe = Path(oct.default_bpe())
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1: N_MERGES + 1]
-    merges = [tuple(m.split()) for m in merges]
+    lines = gzip.open(oct.default_bpe()).read().decode("utf-8").split("\n")[1: N_MERGES + 1]
+    merges = [tuple(m.split()) for m in lines]
     units = list(_bytes_to_unicode().values())
-    vocab = units + [u + "</w>" for u in units] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
-    vocab_file.write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
-    merges_file.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    return vocab_file, merges_file
+    tokens = units + [u + "</w>" for u in units] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    return {tok: i for i, tok in enumerate(tokens)}, merges
 
 
-def build_tokenizer(workdir: Path, max_length: int) -> CLIPTokenizer:
-    vocab_file, merges_file = write_clip_vocab(workdir)
-    tok = CLIPTokenizer(
-        vocab_file=str(vocab_file),
-        merges_file=str(merges_file),
-        model_max_length=max_length,
-        pad_token="<|endoftext|>",
-    )
+def build_tokenizer(max_length: int) -> CLIPTokenizer:
+    vocab, merges = clip_vocab()
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
     assert len(tok) == 49408, f"CLIP vocabulary should hold 49408 tokens, got {len(tok)}"
     return tok

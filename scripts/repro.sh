@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Main job: set up (idempotent), then reproduce the default DVC pipeline. Extra args go to `dvc repro`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+dvc repro "$@"
+echo
+echo "results:"
+echo "  metrics        : dvc metrics show   (files under metrics/)"
+echo "  teacher        : models/teacher/  (StableDiffusionPipeline folder; samples.png inside)"
+echo "  evaluators     : models/evaluators/"
+echo "  prompt pools   : data/prompts/"
+echo "  MLflow runs    : mlruns/mlflow.db  (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
+dvc metrics show

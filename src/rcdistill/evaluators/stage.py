@@ -1,0 +1,26 @@
+"""Stage `evaluators`: the attribute classifier and the world CLIP, with their accuracies as DVC metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Params
+from ..io import atomic_dir, atomic_write_json
+from ..tracking import stage_run
+from .classifier import save_classifier, train_classifier
+from .world_clip import train_world_clip
+
+METRICS_FILE = Path("metrics/evaluators.json")
+
+
+def run_evaluators_stage(params: Params) -> dict:
+    cfg, size = params.evaluators, params.world.image_size
+    with stage_run(params, "evaluators", ("world", "evaluators")) as log, atomic_dir(cfg.out_dir) as tmp:
+        classifier, cls_acc = train_classifier(cfg.classifier, cfg.seed, size, log)
+        save_classifier(classifier, tmp)
+        clip, clip_acc = train_world_clip(cfg.clip, cfg.seed + 1, size, log)
+        clip.save(tmp)
+        metrics = {"classifier": cls_acc, "clip_zero_shot": clip_acc}
+        log({f"classifier.acc.{a}": v for a, v in cls_acc.items()})
+        log({f"clip.zero_shot.{a}": v for a, v in clip_acc.items()})
+        atomic_write_json(METRICS_FILE, metrics)
+    return metrics

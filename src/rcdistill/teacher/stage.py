@@ -1,0 +1,125 @@
+"""Stage `teacher` (teacher.source: toy): classifier-checked VAE -> frozen text encoder -> UNet -> gate.
+
+Each part proves itself before the next is built: the VAE's reconstructions must classify
+correctly, the text encoder must read the captions, conditional and unconditional UNet
+predictions must differ, and the assembled pipeline, reloaded from disk, must pass the
+quality gate on the `seen` and `unseen` eval sets with the shared sampling settings.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from ..config import Params
+from ..evaluators.classifier import accuracy, load_classifier
+from ..images import grid
+from ..io import atomic_dir, atomic_write_json, read_jsonl
+from ..sampling import generate, load_pipeline
+from ..tracking import stage_run
+from ..world.captions import caption
+from ..world.render import random_attributes, render_attributes
+from ..world.vocab import ATTRIBUTES
+from .pipeline import assemble, save
+from .text_encoder import encode_texts, train_text_encoder
+from .tokenizer import build_tokenizer
+from .unet import train_unet
+from .vae import decode, encode, train_vae
+
+METRICS_FILE = Path("metrics/teacher.json")
+GATED = ("shape", "colour")
+
+
+class GateFailed(RuntimeError):
+    pass
+
+
+def eval_labels(rows: list[dict]) -> dict[str, torch.Tensor]:
+    return {a: torch.tensor([ATTRIBUTES[a].index(r[a]) for r in rows]) for a in ATTRIBUTES}
+
+
+def concept_accuracy(pipe, rows: list[dict], classifier, params: Params, desc: str) -> tuple[dict[str, float], torch.Tensor]:
+    s = params.sampling
+    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], s.steps, s.guidance_scale,
+                      s.batch_size, desc=desc)
+    return accuracy(classifier.predict(images), eval_labels(rows)), images
+
+
+@torch.no_grad()
+def cond_uncond_gap(unet, latents, cond, empty) -> float:
+    """Relative difference of conditional and unconditional noise predictions at t=500."""
+    t = torch.full((len(latents),), 500)
+    noisy = latents + torch.randn_like(latents)
+    a = unet(noisy, t, cond).sample
+    b = unet(noisy, t, empty.expand_as(cond)).sample
+    return ((a - b).norm() / a.norm()).item()
+
+
+def train_toy_teacher(params: Params, out_dir: Path, log) -> dict:
+    cfg, seed = params.teacher, params.teacher.seed
+    classifier = load_classifier(params.evaluators.out_dir)
+    checks: dict[str, float] = {}
+
+    # World data: every concept, held-out ones included (the teacher must know them).
+    attrs = random_attributes(cfg.unet.train_images, seed)
+    images = render_attributes(attrs, seed, params.world.image_size)
+    rng = random.Random(seed)
+    names = {a: [ATTRIBUTES[a][i] for i in attrs[a].tolist()] for a in ATTRIBUTES}
+    texts = [caption(names["shape"][i], names["colour"][i], names["size"][i], names["position"][i], rng).text
+             for i in range(len(images))]
+
+    vae = train_vae(cfg.vae, images[: max(2048, len(images) // 2)], seed, log)
+    test = random_attributes(1000, seed + 7)
+    test_images = render_attributes(test, seed + 7, params.world.image_size)
+    recon = accuracy(classifier.predict(decode(vae, encode(vae, test_images))), test)
+    checks.update({f"vae_recon_{a}": v for a, v in recon.items()})
+
+    tokenizer = build_tokenizer(cfg.text_encoder.max_length)
+    text_encoder, text_acc = train_text_encoder(cfg.text_encoder, tokenizer, seed, log)
+    checks.update({f"text_{a}": v for a, v in text_acc.items()})
+
+    vocab = sorted(set(texts))
+    row_of = {t: i for i, t in enumerate(vocab)}
+    text_embeds = encode_texts(text_encoder, tokenizer, vocab)
+    empty = encode_texts(text_encoder, tokenizer, [""])[0]
+    latents = encode(vae, images, generator=torch.Generator().manual_seed(seed))
+    text_index = torch.tensor([row_of[t] for t in texts])
+    unet = train_unet(cfg.unet, latents, text_index, text_embeds, empty, seed, log)
+    checks["cond_uncond_gap"] = cond_uncond_gap(unet, latents[:256], text_embeds[text_index[:256]], empty)
+    log({f"checks.{k}": v for k, v in checks.items()})
+
+    save(assemble(vae, text_encoder, tokenizer, unet), out_dir)
+    return checks
+
+
+def run_teacher_stage(params: Params) -> dict:
+    if params.teacher.source != "toy":
+        raise SystemExit("teacher.source is 'pretrained': nothing to train; later stages load teacher.path")
+    prompts = Path(params.prompts.out_dir)
+    eval_sets = {name: read_jsonl(prompts / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
+                 for name in ("seen", "unseen")}
+    final = Path(params.teacher.path)
+    with stage_run(params, "teacher", ("world", "sampling", "teacher")) as log, atomic_dir(final) as tmp:
+        checks = train_toy_teacher(params, tmp, log)
+        pipe = load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline
+        classifier = load_classifier(params.evaluators.out_dir)
+        metrics: dict = {"checks": checks}
+        samples = []
+        for name, rows in eval_sets.items():
+            if not rows:
+                continue
+            acc, imgs = concept_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
+            metrics[name] = acc
+            samples.append(imgs[:20])
+            log({f"gate.{name}.{a}": v for a, v in acc.items()})
+        sheet = grid(torch.cat(samples), ncol=10, scale=3)
+        sheet.save(tmp / "samples.png")
+        log.image(sheet, "teacher_samples.png")
+        atomic_write_json(METRICS_FILE, {"teacher": metrics})
+        failures = [f"{name} {a} {metrics[name][a]:.3f} < {getattr(params.teacher.gate, a):.2f}"
+                    for name in eval_sets if name in metrics for a in GATED
+                    if metrics[name][a] < getattr(params.teacher.gate, a)]
+        if failures:
+            raise GateFailed("teacher quality gate failed: " + "; ".join(failures))
+    return metrics

@@ -1,0 +1,71 @@
+"""Step 3 of the toy teacher: a UNet2DConditionModel trained on VAE latents of the world.
+
+Stable Diffusion's recipe at toy scale: epsilon prediction on a DDPM schedule, frozen text
+encoder, 10% empty prompts for classifier-free guidance, Min-SNR weighting, EMA weights.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from tqdm.auto import tqdm
+
+SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+MIN_SNR_GAMMA = 5.0
+
+
+def build_unet(cfg, latent_size: int, latent_channels: int, cross_attention_dim: int) -> UNet2DConditionModel:
+    """SD-shaped: cross-attention stages then a plain innermost stage, a cross-attention mid block."""
+    n = len(cfg.block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=min(32, cfg.block_out_channels[0]),
+        # pooled text also steers every resnet through the time embedding: global
+        # attributes (colour, size) are then cheap to learn at toy scale
+        addition_embed_type="text",
+    )
+
+
+def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds: torch.Tensor,
+               empty_embed: torch.Tensor, seed: int, log=None) -> UNet2DConditionModel:
+    """latents (N,C,h,w); text_index (N,) rows into text_embeds (T,L,D); empty_embed (L,D) for CFG drop."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    unet = build_unet(cfg, latents.shape[-1], latents.shape[1], text_embeds.shape[-1]).train()
+    noise_sched = DDPMScheduler(**SCHEDULE)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    for step in (bar := tqdm(range(cfg.steps), desc="teacher unet", mininterval=2)):
+        idx = torch.randint(len(latents), (cfg.batch_size,), generator=gen)
+        z0 = latents[idx]
+        cond = text_embeds[text_index[idx]]
+        drop = torch.rand(len(idx), generator=gen) < cfg.drop_text
+        cond = torch.where(drop.view(-1, 1, 1), empty_embed.unsqueeze(0), cond)
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        pred = unet(noise_sched.add_noise(z0, noise, t), t, cond).sample
+        snr = compute_snr(noise_sched, t)
+        weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # Min-SNR-gamma for epsilon prediction
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.step(unet.parameters())
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if log:
+                log({"unet/loss": loss.item(), "unet/lr": sched.get_last_lr()[0]}, step)
+    ema.copy_to(unet.parameters())
+    return unet.eval()

@@ -1,0 +1,85 @@
+"""Tiny-config round trip of the real stages: prompts -> evaluators -> teacher -> load offline -> sample."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+
+from rcdistill.teacher.tokenizer import build_tokenizer
+from tests.conftest import rcd
+
+
+def test_tokenizer_is_clip_bpe_offline():
+    import open_clip
+
+    tok = build_tokenizer(16)
+    assert len(tok) == 49408
+    ours = tok("a large red circle on the left").input_ids
+    theirs = open_clip.tokenizer.SimpleTokenizer()("a large red circle on the left")[0]
+    assert ours == theirs[: len(ours)].tolist()
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    import yaml
+
+    from tests.conftest import TINY
+
+    root = tmp_path_factory.mktemp("proj")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    for stage in ("prompts", "evaluators", "teacher"):
+        r = rcd(stage, cwd=root)
+        assert r.returncode == 0, f"rcd {stage}: {r.stderr[-2000:]}"
+    return root
+
+
+def test_teacher_folder_is_a_real_pipeline_that_loads_offline(tiny_project):
+    folder = tiny_project / "models/teacher"
+    for part in ("unet", "vae", "text_encoder"):
+        assert list((folder / part).glob("*.safetensors")), part
+        assert not list((folder / part).glob("*.bin")), part
+    assert not (folder / "safety_checker").exists()
+    pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    assert pipe.safety_checker is None and len(pipe.tokenizer) == 49408
+    out = pipe("a large red circle in the center", num_inference_steps=2, height=32, width=32,
+               generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert out.shape == (1, 32, 32, 3)
+
+
+def test_teacher_metrics_and_checks_are_written(tiny_project):
+    m = json.loads((tiny_project / "metrics/teacher.json").read_text())["teacher"]
+    for split in ("seen", "unseen"):
+        assert set(m[split]) == {"shape", "colour", "size", "position"}
+        assert all(0 <= v <= 1 for v in m[split].values())
+    assert "cond_uncond_gap" in m["checks"] and "vae_recon_colour" in m["checks"]
+    assert (tiny_project / "mlruns/mlflow.db").exists()
+
+
+def test_sample_command_single_and_grid(tiny_project):
+    r = rcd("sample", "--model", "models/teacher", "a large red circle on the left", "-o", "out.png",
+            cwd=tiny_project)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tiny_project / "out.png").size == (128, 128)
+    r = rcd("sample", "--model", "models/teacher", "a red circle", "a blue square", "--per-prompt", "3",
+            "--scale", "1", "-o", "grid.png", cwd=tiny_project)
+    assert r.returncode == 0, r.stderr
+    w, h = Image.open(tiny_project / "grid.png").size
+    assert (w, h) == (3 * 34 + 2, 2 * 34 + 2)
+    r = rcd("sample", "--model", "nowhere", "x", cwd=tiny_project)
+    assert r.returncode == 2 and "--model nowhere" in r.stderr
+
+
+def test_failed_gate_fails_the_stage_and_keeps_the_old_teacher(tiny_project):
+    import yaml
+
+    before = {p: p.read_bytes() for p in (tiny_project / "models/teacher/unet").iterdir()}
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["teacher"]["gate"]["shape"] = 1.0
+    params["teacher"]["seed"] = 99
+    Path(tiny_project / "gate.yaml").write_text(yaml.safe_dump(params))
+    r = rcd("--params", "gate.yaml", "teacher", cwd=tiny_project)
+    assert r.returncode == 1 and "quality gate failed" in r.stderr
+    after = {p: p.read_bytes() for p in (tiny_project / "models/teacher/unet").iterdir()}
+    assert before == after
