@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Params
+from ..images import grid
 from ..io import atomic_dir, atomic_write_json
+from ..world.render import random_attributes, render_attributes
 from ..tracking import stage_run
 from .classifier import save_classifier, train_classifier
 from .world_clip import train_world_clip
@@ -23,4 +25,6 @@ def run_evaluators_stage(params: Params) -> dict:
         log({f"classifier.acc.{a}": v for a, v in cls_acc.items()})
         log({f"clip.zero_shot.{a}": v for a, v in clip_acc.items()})
         atomic_write_json(METRICS_FILE, metrics)
+        renders = render_attributes(random_attributes(40, cfg.seed), cfg.seed, size)
+        log.image(grid(renders, ncol=10, scale=3), "world_renders.png")
     return metrics

@@ -24,7 +24,7 @@ from ..world.vocab import ATTRIBUTES
 from .pipeline import assemble, save
 from .text_encoder import encode_texts, train_text_encoder
 from .tokenizer import build_tokenizer
-from .unet import train_unet
+from .unet import cond_uncond_gap, train_unet
 from .vae import decode, encode, train_vae
 
 METRICS_FILE = Path("metrics/teacher.json")
@@ -44,16 +44,6 @@ def concept_accuracy(pipe, rows: list[dict], classifier, params: Params, desc: s
     images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], s.steps, s.guidance_scale,
                       s.batch_size, desc=desc)
     return accuracy(classifier.predict(images), eval_labels(rows)), images
-
-
-@torch.no_grad()
-def cond_uncond_gap(unet, latents, cond, empty) -> float:
-    """Relative difference of conditional and unconditional noise predictions at t=500."""
-    t = torch.full((len(latents),), 500)
-    noisy = latents + torch.randn_like(latents)
-    a = unet(noisy, t, cond).sample
-    b = unet(noisy, t, empty.expand_as(cond)).sample
-    return ((a - b).norm() / a.norm()).item()
 
 
 def train_toy_teacher(params: Params, out_dir: Path, log) -> dict:

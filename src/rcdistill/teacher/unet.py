@@ -32,6 +32,7 @@ def build_unet(cfg, latent_size: int, latent_channels: int, cross_attention_dim:
         # pooled text also steers every resnet through the time embedding: global
         # attributes (colour, size) are then cheap to learn at toy scale
         addition_embed_type="text",
+        addition_embed_type_num_heads=max(1, cross_attention_dim // 8),
     )
 
 
@@ -69,3 +70,15 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
                 log({"unet/loss": loss.item(), "unet/lr": sched.get_last_lr()[0]}, step)
     ema.copy_to(unet.parameters())
     return unet.eval()
+
+
+@torch.no_grad()
+def cond_uncond_gap(unet: UNet2DConditionModel, latents: torch.Tensor, cond: torch.Tensor,
+                    empty: torch.Tensor, timestep: int = 800, seed: int = 0) -> float:
+    """||eps(x_t, text) - eps(x_t, "")|| / ||eps(x_t, text)|| at a high-noise step: 0 means text is ignored."""
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed))
+    t = torch.full((len(latents),), timestep)
+    noisy = DDPMScheduler(**SCHEDULE).add_noise(latents, noise, t)
+    a = unet(noisy, t, cond).sample
+    b = unet(noisy, t, empty.expand_as(cond)).sample
+    return ((a - b).norm() / a.norm()).item()

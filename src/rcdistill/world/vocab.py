@@ -19,9 +19,9 @@ CONCEPTS: dict[str, str] = {name: attr for attr in ("shape", "colour") for name 
 RGB = {
     "red": (222, 45, 45),
     "green": (50, 185, 70),
-    "blue": (45, 95, 235),
+    "blue": (40, 85, 245),
     "yellow": (240, 215, 35),
-    "purple": (155, 65, 205),
+    "purple": (195, 50, 215),
     "cyan": (35, 205, 215),
 }
 BACKGROUND_RGB = (22, 22, 26)
