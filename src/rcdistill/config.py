@@ -57,7 +57,7 @@ class SamplingParams(Strict):
 # ---------------------------------------------------------------- evaluators
 class ClassifierParams(Strict):
     train_images: int = Field(30000, ge=64)
-    steps: int = Field(600, ge=1)
+    steps: int = Field(300, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-3, gt=0, le=1)
     eval_images: int = Field(3000, ge=50)
@@ -65,11 +65,11 @@ class ClassifierParams(Strict):
 
 class ClipParams(Strict):
     embed_dim: int = Field(64, ge=8)
-    width: int = Field(128, ge=16, description="text transformer width")
+    width: int = Field(64, ge=16, description="text transformer width (image tower: half of it)")
     layers: int = Field(2, ge=1)
-    steps: int = Field(500, ge=1)
-    batch_size: int = Field(256, ge=4)
-    lr: float = Field(2e-3, gt=0, le=1)
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(128, ge=4)
+    lr: float = Field(3e-3, gt=0, le=1)
     eval_images: int = Field(2000, ge=50)
 
 

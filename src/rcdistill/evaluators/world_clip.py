@@ -28,8 +28,8 @@ CONTEXT_LENGTH = 24
 def clip_config(cfg, image_size: int) -> dict:
     return {
         "embed_dim": cfg.embed_dim,
-        "vision_cfg": {"image_size": image_size, "patch_size": 4, "width": cfg.width, "layers": cfg.layers + 1,
-                       "head_width": 32, "mlp_ratio": 2.0},
+        # a small ModifiedResNet: convolutions pick up shape far sooner than a ViT at this scale
+        "vision_cfg": {"image_size": image_size, "layers": [1, 1, 1, 1], "width": cfg.width // 2, "head_width": 32},
         "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": cfg.width, "heads": 4,
                      "layers": cfg.layers, "mlp_ratio": 2.0},
     }
