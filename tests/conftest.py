@@ -48,3 +48,31 @@ def rcd(*args, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "rcdistill.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env)
+
+
+def build_tiny_pipeline(folder: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """A random-init but real StableDiffusionPipeline folder (3-stage UNet, 2 layers per block)."""
+    import torch
+
+    from rcdistill.config import TextEncoderParams, UnetParams, VaeParams
+    from rcdistill.teacher.pipeline import assemble
+    from rcdistill.teacher.text_encoder import build_text_encoder
+    from rcdistill.teacher.tokenizer import build_tokenizer
+    from rcdistill.teacher.unet import build_unet
+    from rcdistill.teacher.vae import build_vae
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer(16)
+    te = build_text_encoder(TextEncoderParams(hidden_size=32, layers=1, heads=2), tok)
+    vae = build_vae(VaeParams(block_out_channels=[16, 16, 16], latent_channels=4), 32)
+    unet = build_unet(UnetParams(block_out_channels=[32, 32, 32], layers_per_block=2), 8, 4, 32)
+    pipe = assemble(vae, te, tok, unet)
+    if prediction_type != "epsilon":
+        pipe.scheduler.register_to_config(prediction_type=prediction_type)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipe") / "teacher")

@@ -29,8 +29,9 @@ def cmd_prompts(args) -> int:
 def cmd_evaluators(args) -> int:
     from .evaluators.stage import run_evaluators_stage
 
-    metrics = run_evaluators_stage(_params(args))
-    print(f"evaluators written to {_params(args).evaluators.out_dir}/ ; accuracies: {metrics}")
+    p = _params(args)
+    metrics = run_evaluators_stage(p)
+    print(f"evaluators written to {p.evaluators.out_dir}/ ; accuracies: {metrics}")
     return 0
 
 
@@ -45,6 +46,58 @@ def cmd_teacher(args) -> int:
         return 1
     print(f"teacher pipeline written to {p.teacher.path}/ ; gate accuracies: "
           + ", ".join(f"{k}: shape {v['shape']:.3f} colour {v['colour']:.3f}" for k, v in metrics.items() if k != "checks"))
+    return 0
+
+
+def cmd_cache_latents(args) -> int:
+    from .cache.latents import CacheError, build_cache
+
+    p = _params(args)
+    try:
+        folder = build_cache(p, rebuild=args.rebuild)
+    except CacheError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"teacher latents cached in {folder}/ (manifest.json lists prompts, seeds, shards, checksums)")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from .cache.latents import CacheError
+    from .distill.stage import run_distill_stage
+
+    p = _params(args)
+    try:
+        metrics = run_distill_stage(p)
+    except CacheError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"student pipeline written to {p.distill.out_dir}/ ({metrics['student']}: "
+          f"{metrics['student_unet_params'] / 1e6:.2f}M UNet parameters, {metrics['param_ratio']:.2f}x the teacher's)")
+    return 0
+
+
+def cmd_students(args) -> int:
+    from .students import SD_V1_UNET_CONFIG, STUDENTS, count_params, student_config
+
+    if args.sd_v1:
+        config, label = SD_V1_UNET_CONFIG, "SD v1.x UNet config"
+    else:
+        from diffusers import UNet2DConditionModel
+
+        p = _params(args)
+        path = Path(p.teacher.path)
+        if not (path / "unet" / "config.json").exists():
+            print(f"error: {path / 'unet/config.json'} not found; build the teacher or use --sd-v1", file=sys.stderr)
+            return 2
+        config, label = dict(UNet2DConditionModel.load_config(path / "unet")), f"teacher at {path}"
+    teacher = count_params(config)
+    print(f"students of the {label} (teacher UNet: {teacher / 1e6:.1f}M parameters)")
+    print(f"{'name':<9} {'params':>10} {'ratio':>6} {'channels':<24} description")
+    for name, spec in STUDENTS.items():
+        cfg = student_config(config, name)
+        n = count_params(cfg)
+        print(f"{name:<9} {n / 1e6:>9.1f}M {n / teacher:>6.2f} {str(cfg['block_out_channels']):<24} {spec.description}")
     return 0
 
 
@@ -82,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)
     sub.add_parser("evaluators", help="stage: train the world classifier and CLIP").set_defaults(fn=cmd_evaluators)
     sub.add_parser("teacher", help="stage: train the toy teacher pipeline").set_defaults(fn=cmd_teacher)
+
+    cl = sub.add_parser("cache-latents", help="stage: teacher latents for the cache prompt pool")
+    cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
+    cl.set_defaults(fn=cmd_cache_latents)
+    sub.add_parser("distill", help="stage: Random Conditioning distillation into a student").set_defaults(fn=cmd_distill)
+    st = sub.add_parser("students", help="list student variants with their parameter counts")
+    st.add_argument("--sd-v1", action="store_true", help="for the SD v1.x UNet config instead of the params teacher")
+    st.set_defaults(fn=cmd_students)
 
     sp = sub.add_parser("sample", help="sample any pipeline folder")
     sp.add_argument("prompts", nargs="+")

@@ -129,6 +129,57 @@ class TeacherParams(Strict):
     gate: GateParams = GateParams()
 
 
+# ---------------------------------------------------------------- latent cache and distillation
+class CacheParams(Strict):
+    out_dir: str = "data/latents"
+    seed: int = 1000
+    latents_per_prompt: int = Field(1, ge=1, le=1000)
+    shard_size: int = Field(64, ge=1, le=100_000)
+    dtype: Literal["float32", "float16"] = "float32"
+
+
+class LossWeights(Strict):
+    task: float = Field(1.0, ge=0)
+    out: float = Field(1.0, ge=0)
+    feat: float = Field(1.0, ge=0)
+
+
+class DistillParams(Strict):
+    student: str = "bk_small"
+    out_dir: str = "models/student"
+    work_dir: str = "outputs/distill"
+    seed: int = 4
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1)
+    lr_schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    rc_prob: float = Field(0.5, ge=0, le=1)
+    drop_text: float = Field(0.1, ge=0, le=1)
+    timestep_sampler: Literal["uniform", "exp"] = "exp"
+    exp_lambda: float = Field(5.0, gt=0)
+    loss: LossWeights = LossWeights()
+    ema: bool = True
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    checkpoint_every: int = Field(250, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    teacher_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    text_embeds: Literal["memory", "off"] = "memory"
+    log_every: int = Field(25, ge=1)
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, v: str) -> str:
+        from .student_specs import STUDENTS
+
+        if v not in STUDENTS:
+            raise ValueError(f"unknown student {v!r}; allowed: {', '.join(STUDENTS)}")
+        return v
+
+
 class TrackingParams(Strict):
     uri: str = "sqlite:///mlruns/mlflow.db"
     artifacts: str = "mlruns/artifacts"
@@ -141,6 +192,8 @@ class Params(Strict):
     sampling: SamplingParams = SamplingParams()
     evaluators: EvaluatorsParams = EvaluatorsParams()
     teacher: TeacherParams = TeacherParams()
+    cache: CacheParams = CacheParams()
+    distill: DistillParams = DistillParams()
     tracking: TrackingParams = TrackingParams()
 
 

@@ -1,0 +1,1 @@
+"""Teacher-latent cache: the only "images" distillation ever sees."""

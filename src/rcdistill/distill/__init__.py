@@ -1,0 +1,1 @@
+"""Random Conditioning distillation: data, losses, feature taps and the training loop."""

@@ -1,0 +1,89 @@
+"""Random Conditioning batches from cached latents.
+
+Each sample is a cached latent and its caption; with probability `rc_prob` the caption is
+replaced by a random text of the RC pool and the sample is marked unpaired (the latent does
+not show that text, so only the teacher can say what the student should predict). Texts are
+dropped to "" with probability `drop_text` (keeps classifier-free guidance working).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..teacher.text_encoder import tokenize
+
+
+def timestep_weights(kind: str, num_train_timesteps: int, lam: float) -> torch.Tensor:
+    """Unnormalised p(t) over t = 0..T-1: uniform, or exp: p(t) ∝ exp(-λ (1 - t/T)) (more noise)."""
+    t = torch.arange(num_train_timesteps, dtype=torch.float64)
+    if kind == "uniform":
+        return torch.ones_like(t)
+    return torch.exp(-lam * (1 - t / num_train_timesteps))
+
+
+@dataclass
+class RCBatch:
+    latents: torch.Tensor
+    noise: torch.Tensor
+    timesteps: torch.Tensor
+    texts: list[str]
+    paired: torch.Tensor  # bool (B,): the latent really shows the text
+
+
+class RCSampler:
+    """Draws RC batches from one seeded generator; its state is checkpointed with the run."""
+
+    def __init__(self, latents: torch.Tensor, captions: list[str], rc_pool: list[str], rc_prob: float,
+                 drop_text: float, t_weights: torch.Tensor, seed: int):
+        if not rc_pool and rc_prob > 0:
+            raise ValueError("rc_prob > 0 needs a non-empty Random Conditioning text pool")
+        self.latents, self.captions, self.rc_pool = latents, captions, rc_pool
+        self.rc_prob, self.drop_text = rc_prob, drop_text
+        self.t_weights = t_weights
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch_size: int) -> RCBatch:
+        g = self.gen
+        idx = torch.randint(len(self.latents), (batch_size,), generator=g)
+        swap = torch.rand(batch_size, generator=g) < self.rc_prob
+        rc_idx = torch.randint(max(1, len(self.rc_pool)), (batch_size,), generator=g)
+        drop = torch.rand(batch_size, generator=g) < self.drop_text
+        texts = []
+        for i in range(batch_size):
+            text = self.rc_pool[rc_idx[i]] if swap[i] else self.captions[idx[i]]
+            texts.append("" if drop[i] else text)
+        timesteps = torch.multinomial(self.t_weights, batch_size, replacement=True, generator=g)
+        z0 = self.latents[idx]
+        noise = torch.randn(z0.shape, generator=g)
+        return RCBatch(z0, noise, timesteps, texts, ~swap)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+
+
+class TextBank:
+    """Text -> frozen encoder states. `memory`: every pool text encoded once; `off`: encoded per call."""
+
+    def __init__(self, text_encoder, tokenizer, texts: list[str], mode: str, device, dtype=torch.float32,
+                 batch_size: int = 512):
+        self.text_encoder, self.tokenizer, self.mode = text_encoder, tokenizer, mode
+        self.device, self.dtype = device, dtype
+        if mode == "memory":
+            unique = sorted(set(texts) | {""})
+            self.row = {t: i for i, t in enumerate(unique)}
+            parts = [self._encode(unique[s: s + batch_size]) for s in range(0, len(unique), batch_size)]
+            self.table = torch.cat(parts)
+
+    @torch.no_grad()
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        ids = tokenize(self.tokenizer, texts).to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        if self.mode == "memory":
+            return self.table[torch.tensor([self.row[t] for t in texts], device=self.table.device)]
+        return self._encode(texts)

@@ -1,0 +1,74 @@
+"""Stage `distill`: RC distillation of the teacher's UNet into a student pipeline folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from ..cache.latents import load_cache
+from ..config import Params
+from ..images import grid
+from ..io import atomic_dir, atomic_write_json, read_jsonl
+from ..sampling import generate, load_pipeline
+from ..tracking import stage_run
+from .loop import distill
+
+METRICS_FILE = Path("metrics/distill.json")
+
+
+def _prepare_work_dir(params: Params, cache_identity: dict) -> None:
+    """Checkpoints resume only the same run: other params or another cache start afresh."""
+    work = Path(params.distill.work_dir)
+    ident = {"distill": params.distill.model_dump(exclude={"log_every", "checkpoint_every", "keep_checkpoints"}),
+             "cache": cache_identity}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    stamp = work / "run.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("digest") != digest:
+        shutil.rmtree(work)
+    if not stamp.exists():
+        atomic_write_json(stamp, {"digest": digest, **ident})
+
+
+def student_pipeline(teacher: StableDiffusionPipeline, unet) -> StableDiffusionPipeline:
+    """The student shares VAE, text encoder, tokenizer and scheduler with its teacher."""
+    return StableDiffusionPipeline(vae=teacher.vae, text_encoder=teacher.text_encoder, tokenizer=teacher.tokenizer,
+                                   unet=unet, scheduler=teacher.scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
+    cfg = params.distill
+    latents, rows, cache_identity = load_cache(params.cache.out_dir, expect_teacher=params.teacher.path)
+    captions = [r["prompt"] for r in rows]
+    rc_pool = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "rc.jsonl")]
+    _prepare_work_dir(params, cache_identity)
+    teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    n_teacher = sum(p.numel() for p in teacher.unet.parameters())
+    with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
+        log.mlflow.set_tags({"student": cfg.student, "rc_prob": cfg.rc_prob})
+        unet = distill(cfg, teacher, latents, captions, rc_pool, log, stop_after=stop_after)
+        if stop_after is not None and stop_after < cfg.steps:
+            return {"stopped_at": stop_after}
+        pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32))
+        pipe.set_progress_bar_config(disable=True)
+        metrics = {"student": cfg.student, "student_unet_params": sum(p.numel() for p in unet.parameters()),
+                   "teacher_unet_params": n_teacher, "n_cached_latents": len(latents), "rc_prob": cfg.rc_prob}
+        metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
+        with atomic_dir(cfg.out_dir) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            prompts = [r["text"] for name in ("seen", "unseen")
+                       for r in read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[:10]]
+            if prompts:
+                s = params.sampling
+                images = generate(pipe, prompts, list(range(len(prompts))), s.steps, s.guidance_scale, s.batch_size,
+                                  desc="student samples")
+                sheet = grid(images, ncol=10, scale=3)
+                sheet.save(tmp / "samples.png")
+                log.image(sheet, "student_samples.png")
+        log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        atomic_write_json(METRICS_FILE, {"distill": metrics})
+    return metrics
