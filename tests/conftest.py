@@ -25,6 +25,8 @@ TINY = {
                  "batch_size": 8},
         "gate": {"shape": 0.0, "colour": 0.0, "eval_per_set": 8},
     },
+    "cache": {"shard_size": 8},
+    "distill": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1},
 }
 
 

@@ -40,7 +40,8 @@ def test_text_drop_rate():
 
 def test_exp_timestep_sampler_matches_its_distribution():
     lam = 5.0
-    t = torch.cat([sampler(kind="exp", lam=lam).sample(5000).timesteps for _ in range(4)]).double()
+    s = sampler(kind="exp", lam=lam)
+    t = torch.cat([s.sample(5000).timesteps for _ in range(4)]).double()
     # continuous reference p(x) ∝ exp(-λ(1-x)) on [0, 1): its CDF against the empirical one (KS test)
     cdf = lambda x: (torch.exp(-lam * (1 - torch.as_tensor(x))) - math.exp(-lam)) / (1 - math.exp(-lam))
     ks = stats.kstest(((t + 0.5) / T).numpy(), lambda x: cdf(x).numpy())

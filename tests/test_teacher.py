@@ -29,7 +29,7 @@ def tiny_project(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("proj")
     (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    for stage in ("prompts", "evaluators", "teacher"):
+    for stage in ("prompts", "evaluators", "teacher", "cache-latents", "distill"):
         r = rcd(stage, cwd=root)
         assert r.returncode == 0, f"rcd {stage}: {r.stderr[-2000:]}"
     return root
@@ -83,3 +83,17 @@ def test_failed_gate_fails_the_stage_and_keeps_the_old_teacher(tiny_project):
     assert r.returncode == 1 and "quality gate failed" in r.stderr
     after = {p: p.read_bytes() for p in (tiny_project / "models/teacher/unet").iterdir()}
     assert before == after
+
+
+def test_student_pipeline_loads_offline_and_shares_the_teacher_parts(tiny_project):
+    import filecmp
+
+    student, teacher = tiny_project / "models/student", tiny_project / "models/teacher"
+    pipe = StableDiffusionPipeline.from_pretrained(student, local_files_only=True)
+    assert pipe.unet.mid_block is None  # bk_small
+    for part in ("vae", "text_encoder"):
+        assert filecmp.cmp(student / part / "model.safetensors", teacher / part / "model.safetensors", shallow=False)
+    m = json.loads((tiny_project / "metrics/distill.json").read_text())["distill"]
+    assert m["student"] == "bk_small" and 0 < m["param_ratio"] < 1
+    r = rcd("sample", "--model", "models/student", "a small blue square, top left", "-o", "s.png", cwd=tiny_project)
+    assert r.returncode == 0, r.stderr

@@ -21,7 +21,11 @@ def cmd_params_check(args) -> int:
 def cmd_prompts(args) -> int:
     from .world.prompts import write_prompts
 
-    out = write_prompts(_params(args))
+    try:
+        out = write_prompts(_params(args))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"prompts written to {out}/")
     return 0
 
@@ -44,6 +48,9 @@ def cmd_teacher(args) -> int:
     except GateFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if p.teacher.source == "pretrained":
+        print(f"pretrained teacher {p.teacher.path} loads offline; recorded in models/teacher/pretrained.json")
+        return 0
     print(f"teacher pipeline written to {p.teacher.path}/ ; gate accuracies: "
           + ", ".join(f"{k}: shape {v['shape']:.3f} colour {v['colour']:.3f}" for k, v in metrics.items() if k != "checks"))
     return 0

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .world.vocab import ATTRIBUTES, CONCEPTS
 
@@ -20,7 +20,7 @@ class Strict(BaseModel):
 
 # ---------------------------------------------------------------- world and prompts
 class WorldParams(Strict):
-    image_size: int = Field(32, ge=16, le=256, multiple_of=16)
+    image_size: int = Field(32, ge=16, le=1024, multiple_of=16)
     unseen: list[str] = Field(default_factory=lambda: ["triangle"])
 
     @field_validator("unseen")
@@ -39,11 +39,24 @@ class WorldParams(Strict):
 
 
 class PromptsParams(Strict):
+    source: Literal["world", "files"] = "world"
     seed: int = 1
     out_dir: str = "data/prompts"
-    cache_pool_size: int = Field(400, ge=8, le=1_000_000)
+    cache_pool_size: int = Field(400, ge=8, le=10_000_000)
     rc_pool_size: int = Field(0, ge=0, description="0: every distinct caption of the world")
     eval_per_set: int = Field(120, ge=4, le=100_000)
+    # source: files (real models): user prompt files and the keywords that define "unseen"
+    cache_file: str | None = None
+    rc_file: str | None = None
+    exclude_keywords: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _files_given(self):
+        if self.source == "files":
+            for key in ("cache_file", "rc_file"):
+                if not getattr(self, key):
+                    raise ValueError(f"prompts.source is 'files', so prompts.{key} must name a prompt file")
+        return self
 
 
 class SamplingParams(Strict):

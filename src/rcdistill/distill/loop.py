@@ -78,7 +78,8 @@ def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list
     student, opt, lr_sched = accelerator.prepare(student, opt, lr_sched)
     num_t = noise_sched.config.num_train_timesteps
     sampler = RCSampler(latents, captions, rc_pool, cfg.rc_prob, cfg.drop_text,
-                        timestep_weights(cfg.timestep_sampler, num_t, cfg.exp_lambda), cfg.seed)
+                        timestep_weights(cfg.timestep_sampler, num_t, cfg.exp_lambda),
+                        cfg.seed + accelerator.process_index)  # each data-parallel process draws its own batches
     accelerator.register_for_checkpointing(sampler)
     if ema is not None:
         ema.to(device)

@@ -83,9 +83,23 @@ def train_toy_teacher(params: Params, out_dir: Path, log) -> dict:
     return checks
 
 
+def register_pretrained(params: Params) -> dict:
+    """teacher.source: pretrained: prove the pipeline loads offline and record which one it is."""
+    from ..cache.identity import teacher_fingerprint
+
+    pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    info = {"source": "pretrained", "path": params.teacher.path,
+            "fingerprint": teacher_fingerprint(params.teacher.path),
+            "unet_params": sum(p.numel() for p in pipe.unet.parameters())}
+    with atomic_dir(Path("models/teacher")) as tmp:
+        atomic_write_json(tmp / "pretrained.json", info)
+    atomic_write_json(METRICS_FILE, {"teacher": {"unet_params": info["unet_params"]}})
+    return info
+
+
 def run_teacher_stage(params: Params) -> dict:
-    if params.teacher.source != "toy":
-        raise SystemExit("teacher.source is 'pretrained': nothing to train; later stages load teacher.path")
+    if params.teacher.source == "pretrained":
+        return register_pretrained(params)
     prompts = Path(params.prompts.out_dir)
     eval_sets = {name: read_jsonl(prompts / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
                  for name in ("seen", "unseen")}

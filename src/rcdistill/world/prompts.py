@@ -8,6 +8,8 @@ Formats (JSON lines, one object per line, all under prompts.out_dir):
 - eval_seen.jsonl  {text, shape, colour, size, position, seed}: full captions of seen concepts.
 - eval_unseen.jsonl same, each naming at least one held-out concept.
 - summary.json     counts and the held-out concepts.
+With prompts.source: files (real models) the pools come from user files instead
+(see rcdistill/user_prompts.py); rows then hold only {text} (and seed for eval sets).
 """
 from __future__ import annotations
 
@@ -62,7 +64,12 @@ def build_pools(params: Params) -> dict[str, list[dict]]:
 
 
 def write_prompts(params: Params) -> Path:
-    pools = build_pools(params)
+    if params.prompts.source == "files":
+        from ..user_prompts import pools_from_files
+
+        pools = pools_from_files(params.prompts)
+    else:
+        pools = build_pools(params)
     out = Path(params.prompts.out_dir)
     with atomic_dir(out) as tmp:
         for name, rows in pools.items():

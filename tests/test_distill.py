@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from rcdistill.config import DistillParams
+from rcdistill.distill.loop import checkpoints, distill
+from rcdistill.sampling import load_pipeline
+
+
+def _cfg(work_dir, **kw):
+    base = dict(student="bk_small", work_dir=str(work_dir), steps=6, batch_size=4, lr=1e-3, warmup_steps=2,
+                checkpoint_every=2, keep_checkpoints=2, rc_prob=0.5, ema=True, ema_decay=0.9, log_every=1)
+    return DistillParams(**{**base, **kw})
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(8, 4, 8, 8, generator=g)
+    captions = [f"a red circle number {i}" for i in range(8)]
+    pool = [f"a blue triangle number {i}" for i in range(20)]
+    return latents, captions, pool
+
+
+def _weights(unet):
+    return {k: v.detach().clone() for k, v in unet.state_dict().items()}
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_pipeline, tmp_path):
+    latents, captions, pool = _data()
+    straight = _weights(distill(_cfg(tmp_path / "a"), load_pipeline(str(tiny_pipeline)), latents, captions, pool))
+
+    cfg = _cfg(tmp_path / "b")
+    distill(cfg, load_pipeline(str(tiny_pipeline)), latents, captions, pool, stop_after=4)  # "killed" after step 4
+    assert [s for s, _ in checkpoints(tmp_path / "b")] == [2, 4]
+    resumed = _weights(distill(cfg, load_pipeline(str(tiny_pipeline)), latents, captions, pool))
+    assert [s for s, _ in checkpoints(tmp_path / "b")] == [4, 6]  # keep_checkpoints prunes the oldest
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+    assert not list((tmp_path / "b").glob(".checkpoint-*"))  # no half-written checkpoint left
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_student_learns_and_handles_prediction_types(tmp_path, prediction_type):
+    from tests.conftest import build_tiny_pipeline
+
+    folder = build_tiny_pipeline(tmp_path / prediction_type, prediction_type=prediction_type)
+    pipe = load_pipeline(str(folder))
+    assert pipe.scheduler.config.prediction_type == prediction_type
+    latents, captions, pool = _data()
+    before = _weights(pipe.unet)
+    student = distill(_cfg(tmp_path / "w", steps=3, ema=False, text_embeds="off"), pipe, latents, captions, pool)
+    assert student.mid_block is None
+    # the teacher stays frozen and untouched
+    assert all(torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
