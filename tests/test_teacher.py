@@ -91,8 +91,18 @@ def test_student_pipeline_loads_offline_and_shares_the_teacher_parts(tiny_projec
     student, teacher = tiny_project / "models/student", tiny_project / "models/teacher"
     pipe = StableDiffusionPipeline.from_pretrained(student, local_files_only=True)
     assert pipe.unet.mid_block is None  # bk_small
-    for part in ("vae", "text_encoder"):
-        assert filecmp.cmp(student / part / "model.safetensors", teacher / part / "model.safetensors", shallow=False)
+    teacher_pipe = StableDiffusionPipeline.from_pretrained(teacher, local_files_only=True)
+    assert pipe.tokenizer("a red circle").input_ids == teacher_pipe.tokenizer("a red circle").input_ids
+    for part in ("vae", "text_encoder", "scheduler"):
+        files = sorted(f.name for f in (teacher / part).iterdir())
+        assert files and files == sorted(f.name for f in (student / part).iterdir())
+        for name in files:
+            a, b = student / part / name, teacher / part / name
+            if name.endswith(".safetensors"):
+                assert filecmp.cmp(a, b, shallow=False), (part, name)
+            elif name.endswith("config.json"):  # same config, save-time metadata ("_..." keys) aside
+                strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+                assert strip(json.loads(a.read_text())) == strip(json.loads(b.read_text())), (part, name)
     m = json.loads((tiny_project / "metrics/distill.json").read_text())["distill"]
     assert m["student"] == "bk_small" and 0 < m["param_ratio"] < 1
     r = rcd("sample", "--model", "models/student", "a small blue square, top left", "-o", "s.png", cwd=tiny_project)

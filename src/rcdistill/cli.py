@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ParamsError, load_params
+from .config import load_params
+from .errors import RcdError, UserError
 
 
 def _params(args):
@@ -21,11 +22,7 @@ def cmd_params_check(args) -> int:
 def cmd_prompts(args) -> int:
     from .world.prompts import write_prompts
 
-    try:
-        out = write_prompts(_params(args))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = write_prompts(_params(args))
     print(f"prompts written to {out}/")
     return 0
 
@@ -40,14 +37,10 @@ def cmd_evaluators(args) -> int:
 
 
 def cmd_teacher(args) -> int:
-    from .teacher.stage import GateFailed, run_teacher_stage
+    from .teacher.stage import run_teacher_stage
 
     p = _params(args)
-    try:
-        metrics = run_teacher_stage(p)
-    except GateFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    metrics = run_teacher_stage(p)
     if p.teacher.source == "pretrained":
         print(f"pretrained teacher {p.teacher.path} loads offline; recorded in models/teacher/pretrained.json")
         return 0
@@ -57,28 +50,18 @@ def cmd_teacher(args) -> int:
 
 
 def cmd_cache_latents(args) -> int:
-    from .cache.latents import CacheError, build_cache
+    from .cache.latents import build_cache
 
-    p = _params(args)
-    try:
-        folder = build_cache(p, rebuild=args.rebuild)
-    except CacheError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    folder = build_cache(_params(args), rebuild=args.rebuild)
     print(f"teacher latents cached in {folder}/ (manifest.json lists prompts, seeds, shards, checksums)")
     return 0
 
 
 def cmd_distill(args) -> int:
-    from .cache.latents import CacheError
     from .distill.stage import run_distill_stage
 
     p = _params(args)
-    try:
-        metrics = run_distill_stage(p)
-    except CacheError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    metrics = run_distill_stage(p)
     print(f"student pipeline written to {p.distill.out_dir}/ ({metrics['student']}: "
           f"{metrics['student_unet_params'] / 1e6:.2f}M UNet parameters, {metrics['param_ratio']:.2f}x the teacher's)")
     return 0
@@ -95,8 +78,7 @@ def cmd_students(args) -> int:
         p = _params(args)
         path = Path(p.teacher.path)
         if not (path / "unet" / "config.json").exists():
-            print(f"error: {path / 'unet/config.json'} not found; build the teacher or use --sd-v1", file=sys.stderr)
-            return 2
+            raise UserError(f"{path / 'unet/config.json'} not found; build the teacher or use --sd-v1")
         config, label = dict(UNet2DConditionModel.load_config(path / "unet")), f"teacher at {path}"
     teacher = count_params(config)
     print(f"students of the {label} (teacher UNet: {teacher / 1e6:.1f}M parameters)")
@@ -113,8 +95,7 @@ def cmd_sample(args) -> int:
     from .sampling import generate, load_pipeline
 
     if not Path(args.model).is_dir():
-        print(f"error: --model {args.model}: not a pipeline folder", file=sys.stderr)
-        return 2
+        raise UserError(f"--model {args.model}: not a pipeline folder")
     p = load_params(args.params) if Path(args.params).exists() else None
     steps = args.steps or (p.sampling.steps if p else 25)
     guidance = args.guidance if args.guidance is not None else (p.sampling.guidance_scale if p else 7.5)
@@ -169,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ParamsError as err:
+    except RcdError as err:  # the user's to fix: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ParamsError
 from .world.vocab import ATTRIBUTES, CONCEPTS
-
-
-class ParamsError(ValueError):
-    """A params problem, already phrased as one line for the user."""
 
 
 class Strict(BaseModel):

@@ -11,15 +11,17 @@ import random
 import re
 from pathlib import Path
 
+from .errors import PromptFileError
+
 
 def read_prompt_file(path: str | Path, key: str) -> list[str]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{key}: prompt file {path} not found")
+        raise PromptFileError(f"{key}: prompt file {path} not found")
     lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     prompts = list(dict.fromkeys(ln for ln in lines if ln))  # distinct, in file order
     if not prompts:
-        raise ValueError(f"{key}: prompt file {path} holds no prompt")
+        raise PromptFileError(f"{key}: prompt file {path} holds no prompt")
     return prompts
 
 
@@ -34,7 +36,7 @@ def pools_from_files(cfg) -> dict[str, list[dict]]:
     rc = read_prompt_file(cfg.rc_file, "prompts.rc_file")
     cache = [p for p in cache_all if not names_keyword(p, cfg.exclude_keywords)]
     if not cache:
-        raise ValueError("prompts.exclude_keywords: every cache prompt names an excluded keyword; nothing to cache")
+        raise PromptFileError("prompts.exclude_keywords: every cache prompt names an excluded keyword; nothing to cache")
     cache = cache[: cfg.cache_pool_size]
     rng.shuffle(rc)
     seen = [p for p in rc if not names_keyword(p, cfg.exclude_keywords)][: cfg.eval_per_set]

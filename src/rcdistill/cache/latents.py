@@ -20,15 +20,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..config import Params
+from ..errors import CacheError
 from ..io import atomic_write_json, read_jsonl
 from ..sampling import generate, load_pipeline
 from .identity import file_sha256, teacher_fingerprint, texts_sha256
 
 MANIFEST = "manifest.json"
-
-
-class CacheError(RuntimeError):
-    """A cache that cannot be used as asked: mismatch or corruption, phrased for the user."""
 
 
 def cache_identity(params: Params, prompts: list[str]) -> dict:

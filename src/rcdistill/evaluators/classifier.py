@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..images import resize_u8, to_unit
 from ..world.render import random_attributes, render_attributes
 from ..world.vocab import ATTRIBUTES
+from ..training import optimizer_step, report
 
 INPUT_SIZE = 32  # the classifier reads 32x32; other image sizes are resized to it
 
@@ -80,14 +81,8 @@ def train_classifier(cfg, seed: int, image_size: int, log=None) -> tuple[Attribu
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         logits = model(augment(to_unit(images[idx]), gen))
         loss = sum(F.cross_entropy(logits[a], attrs[a][idx]) for a in ATTRIBUTES)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if log:
-                log({"classifier/loss": loss.item()}, step)
+        optimizer_step(loss, opt, sched)
+        report(step, bar, log, {"classifier/loss": loss.item()})
     test = random_attributes(cfg.eval_images, seed + 1000)
     acc = accuracy(model.predict(render_attributes(test, seed + 1000, image_size)), test)
     return model, acc

@@ -21,6 +21,7 @@ from ..images import resize_u8, to_unit
 from ..world.captions import caption
 from ..world.render import random_attributes, render_attributes
 from ..world.vocab import ATTRIBUTES, COLOURS, SHAPES
+from ..training import optimizer_step, report
 
 CONTEXT_LENGTH = 24
 
@@ -108,16 +109,10 @@ def train_world_clip(cfg, seed: int, image_size: int, log=None) -> tuple[WorldCl
         img_f = clip.model.encode_image(clip.preprocess(images[idx]), normalize=True)
         txt_f = clip.model.encode_text(clip.tokenizer(texts), normalize=True)
         loss = loss_fn(img_f, txt_f, clip.model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched)
         with torch.no_grad():
             clip.model.logit_scale.clamp_(0, 4.6052)  # CLIP's cap: temperature >= 0.01
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if log:
-                log({"clip/loss": loss.item()}, step)
+        report(step, bar, log, {"clip/loss": loss.item()})
     clip.model.eval()
     test = random_attributes(cfg.eval_images, seed + 1000)
     test_images = render_attributes(test, seed + 1000, image_size)

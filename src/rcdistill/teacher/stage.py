@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import Params
+from ..errors import GateFailed
 from ..evaluators.classifier import accuracy, load_classifier
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, read_jsonl
@@ -29,10 +30,6 @@ from .vae import decode, encode, train_vae
 
 METRICS_FILE = Path("metrics/teacher.json")
 GATED = ("shape", "colour")
-
-
-class GateFailed(RuntimeError):
-    pass
 
 
 def eval_labels(rows: list[dict]) -> dict[str, torch.Tensor]:

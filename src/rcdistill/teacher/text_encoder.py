@@ -16,6 +16,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..world.captions import caption
 from ..world.vocab import ATTRIBUTES
+from ..training import optimizer_step, report
 
 
 def build_text_encoder(cfg, tokenizer: CLIPTokenizer) -> CLIPTextModel:
@@ -71,14 +72,8 @@ def train_text_encoder(cfg, tokenizer: CLIPTokenizer, seed: int, log=None) -> tu
         texts, labels = _caption_batch(rng, cfg.batch_size)
         pooled = model(tokenize(tokenizer, texts)).pooler_output
         loss = sum(F.cross_entropy(heads[a](pooled), labels[a], ignore_index=-100) for a in ATTRIBUTES)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if log:
-                log({"text_encoder/loss": loss.item()}, step)
+        optimizer_step(loss, opt, sched)
+        report(step, bar, log, {"text_encoder/loss": loss.item()})
     model.eval()
     texts, labels = _caption_batch(random.Random(seed + 1), 2000)
     with torch.no_grad():

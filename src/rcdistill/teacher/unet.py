@@ -11,6 +11,8 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
+from ..training import optimizer_step, report
+
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 MIN_SNR_GAMMA = 5.0
 
@@ -58,16 +60,9 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
         snr = compute_snr(noise_sched, t)
         weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # Min-SNR-gamma for epsilon prediction
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, unet.parameters(), max_norm=1.0)
         ema.step(unet.parameters())
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if log:
-                log({"unet/loss": loss.item(), "unet/lr": sched.get_last_lr()[0]}, step)
+        report(step, bar, log, {"unet/loss": loss.item(), "unet/lr": sched.get_last_lr()[0]})
     ema.copy_to(unet.parameters())
     return unet.eval()
 

@@ -7,6 +7,7 @@ from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from ..images import to_unit
+from ..training import optimizer_step, report
 
 
 def build_vae(cfg, image_size: int) -> AutoencoderKL:
@@ -39,15 +40,8 @@ def train_vae(cfg, images_u8: torch.Tensor, seed: int, log=None) -> AutoencoderK
         rec_loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
         kl = post.kl().mean() / x[0].numel()
         loss = rec_loss + cfg.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 25 == 0:
-            bar.set_postfix(rec=f"{rec_loss.item():.4f}")
-            if log:
-                log({"vae/rec_loss": rec_loss.item(), "vae/kl": kl.item()}, step)
+        optimizer_step(loss, opt, sched, vae.parameters(), max_norm=1.0)
+        report(step, bar, log, {"vae/rec_loss": rec_loss.item(), "vae/kl": kl.item()})
     vae.eval()
     latents = encode(vae, images_u8[:2048], scaling_factor=1.0, generator=gen)
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
