@@ -77,11 +77,12 @@ def build_cache(params: Params, rebuild: bool = False) -> Path:
 
     manifest = load_manifest(folder)
     if manifest is not None and manifest["identity"] != identity:
+        difference = _describe_difference(manifest["identity"], identity)
         if not rebuild:
             raise CacheError(
-                f"{folder}: latents were made by another teacher or settings "
-                f"({_describe_difference(manifest['identity'], identity)}); "
+                f"{folder}: latents were made by another teacher or settings ({difference}); "
                 f"refusing to mix them. Delete {folder} or run `rcd cache-latents --rebuild`")
+        print(f"cache_latents: discarding {folder}, made by another teacher or settings ({difference})")
         manifest = None
     if manifest is None:
         for stale in folder.glob("shard-*.safetensors"):
