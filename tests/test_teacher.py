@@ -105,5 +105,6 @@ def test_student_pipeline_loads_offline_and_shares_the_teacher_parts(tiny_projec
                 assert strip(json.loads(a.read_text())) == strip(json.loads(b.read_text())), (part, name)
     m = json.loads((tiny_project / "metrics/distill.json").read_text())["distill"]
     assert m["student"] == "bk_small" and 0 < m["param_ratio"] < 1
+    assert set(m["seen"]) == set(m["unseen"]) == {"shape", "colour", "size", "position"}
     r = rcd("sample", "--model", "models/student", "a small blue square, top left", "-o", "s.png", cwd=tiny_project)
     assert r.returncode == 0, r.stderr

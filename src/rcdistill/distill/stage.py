@@ -13,7 +13,9 @@ from ..cache.latents import load_cache
 from ..config import Params
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, read_jsonl
+from ..evaluators.classifier import load_classifier
 from ..sampling import generate, load_pipeline
+from ..teacher.stage import concept_accuracy
 from ..tracking import stage_run
 from .loop import distill
 
@@ -60,15 +62,26 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
         metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
         with atomic_dir(cfg.out_dir) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
-            prompts = [r["text"] for name in ("seen", "unseen")
-                       for r in read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[:10]]
-            if prompts:
-                s = params.sampling
-                images = generate(pipe, prompts, list(range(len(prompts))), s.steps, s.guidance_scale, s.batch_size,
-                                  desc="student samples")
-                sheet = grid(images, ncol=10, scale=3)
+            samples = []
+            for name in ("seen", "unseen"):
+                rows = read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
+                if not rows:
+                    continue
+                if params.prompts.source == "world":  # a first look; the evaluate stage does the full report
+                    metrics[name], images = concept_accuracy(pipe, rows, load_classifier(params.evaluators.out_dir),
+                                                             params, f"student check ({name})")
+                else:
+                    s = params.sampling
+                    images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], s.steps,
+                                      s.guidance_scale, s.batch_size, desc="student samples")
+                samples.append(images[:20])
+            if samples:
+                sheet = grid(torch.cat(samples), ncol=10, scale=3)
                 sheet.save(tmp / "samples.png")
                 log.image(sheet, "student_samples.png")
+        for name in ("seen", "unseen"):
+            if name in metrics:
+                log({f"check.{name}.{a}": v for a, v in metrics[name].items()})
         log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         atomic_write_json(METRICS_FILE, {"distill": metrics})
     return metrics
