@@ -8,6 +8,7 @@ quality gate on the `seen` and `unseen` eval sets with the shared sampling setti
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -122,5 +123,8 @@ def run_teacher_stage(params: Params) -> dict:
                     for name in eval_sets if name in metrics for a in GATED
                     if metrics[name][a] < getattr(params.teacher.gate, a)]
         if failures:
-            raise GateFailed("teacher quality gate failed: " + "; ".join(failures))
+            rejected = final.with_name(final.name + ".rejected")  # kept for inspection, never used
+            shutil.rmtree(rejected, ignore_errors=True)
+            shutil.copytree(tmp, rejected)
+            raise GateFailed("teacher quality gate failed: " + "; ".join(failures) + f" (candidate kept in {rejected})")
     return metrics
