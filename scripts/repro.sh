@@ -9,6 +9,8 @@ echo
 echo "results:"
 echo "  metrics        : dvc metrics show   (files under metrics/)"
 echo "  teacher        : models/teacher/  (StableDiffusionPipeline folder; samples.png inside)"
+echo "  student        : models/student/  (distilled StableDiffusionPipeline; samples.png inside)"
+echo "  latent cache   : data/latents/    (shards + manifest.json)"
 echo "  evaluators     : models/evaluators/"
 echo "  prompt pools   : data/prompts/"
 echo "  MLflow runs    : mlruns/mlflow.db  (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
