@@ -27,6 +27,9 @@ TINY = {
     },
     "cache": {"shard_size": 8},
     "distill": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1},
+    "evaluate": {"eval_per_set": 8, "reference_per_prompt": 2, "kid_subsets": 10, "latency_repeats": 1,
+                 "grid_prompts": 4},
+    "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}},
 }
 
 

@@ -67,6 +67,41 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate.stage import run_evaluate_stage
+
+    m = run_evaluate_stage(_params(args))
+    t, s = m["teacher"], m["student"]
+    for name in ("seen", "unseen"):
+        if name in t:
+            keys = [k for k in ("shape", "colour", "fid", "clip_score") if k in t[name]]
+            print(f"{name:>6}: " + "  ".join(f"{k} {t[name][k]:.3f} -> {s[name][k]:.3f}" for k in keys))
+    print(f"UNet: {s['unet_params'] / 1e6:.2f}M vs {t['unet_params'] / 1e6:.2f}M parameters; "
+          f"{s['ms_per_unet_step']:.1f} vs {t['ms_per_unet_step']:.1f} ms per step ({s['unet_step_ratio']:.2f}x); "
+          "metrics/evaluate.json, grids in " + _params(args).evaluate.out_dir + "/")
+    return 0
+
+
+def cmd_register(args) -> int:
+    from .registry.stage import run_register_stage
+
+    r = run_register_stage(_params(args))
+    what = "registered as new version" if r["new_version"] else "already registered as version"
+    print(f"{r['model_name']}: {what} {r['version']} (alias challenger); "
+          + (f"promoted to champion: {r['reason']}" if r["promoted"] else f"not promoted: {r['reason']}"))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from .registry.stage import promote
+
+    p = _params(args)
+    version, decision = promote(p, args.version, args.force)
+    verdict = "champion" if decision.promote else "not promoted"
+    print(f"{p.registry.model_name} v{version}: {verdict}: {decision.reason}")
+    return 0 if decision.promote else 1
+
+
 def cmd_students(args) -> int:
     from .students import SD_V1_UNET_CONFIG, STUDENTS, count_params, student_config
 
@@ -128,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
     cl.set_defaults(fn=cmd_cache_latents)
     sub.add_parser("distill", help="stage: Random Conditioning distillation into a student").set_defaults(fn=cmd_distill)
+    sub.add_parser("evaluate", help="stage: teacher vs student on the seen and unseen eval sets").set_defaults(
+        fn=cmd_evaluate)
+    sub.add_parser("register", help="stage: register the student in MLflow, gate its promotion").set_defaults(
+        fn=cmd_register)
+    pm = sub.add_parser("promote", help="run the promotion gate by hand for a registered version")
+    pm.add_argument("--version", help="model version (default: the challenger)")
+    pm.add_argument("--force", action="store_true", help="skip the gate")
+    pm.set_defaults(fn=cmd_promote)
     st = sub.add_parser("students", help="list student variants with their parameter counts")
     st.add_argument("--sd-v1", action="store_true", help="for the SD v1.x UNet config instead of the params teacher")
     st.set_defaults(fn=cmd_students)

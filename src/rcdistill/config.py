@@ -190,6 +190,67 @@ class DistillParams(Strict):
         return v
 
 
+# ---------------------------------------------------------------- evaluation, registry, orchestration
+class EvaluateParams(Strict):
+    out_dir: str = "reports"              # sample grids (teacher and student side by side)
+    eval_per_set: int = Field(120, ge=4, le=100_000)
+    reference_per_prompt: int = Field(4, ge=1, le=100, description="rendered reference images per eval prompt")
+    fid_features: Literal["world_clip", "inception"] = "world_clip"
+    inception_path: str | None = None     # clean-fid's inception-2015-12-05.pt (real models; never downloaded)
+    reference_dir: str | None = None      # real reference images for FID/KID (prompts.source: files)
+    clip_model: str | None = None         # open_clip architecture name for CLIP score (real models)
+    clip_checkpoint: str | None = None    # its weights, a local file
+    kid_subsets: int = Field(100, ge=1)
+    latency_repeats: int = Field(5, ge=1, le=1000)
+    grid_prompts: int = Field(10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _inception_file(self):
+        if self.fid_features == "inception" and not self.inception_path:
+            raise ValueError("evaluate.fid_features is 'inception', so evaluate.inception_path must name the weights file")
+        if bool(self.clip_model) != bool(self.clip_checkpoint):
+            raise ValueError("evaluate.clip_model and evaluate.clip_checkpoint go together; set both or neither")
+        return self
+
+
+class GateRules(Strict):
+    """Promotion gate: absolute floors/ceilings and the largest allowed slip against the champion.
+
+    Keys are student metric names from metrics/evaluate.json (e.g. `unseen.shape`, `seen.fid`,
+    `unet_step_ratio`); names with fid, kid or latency in them are lower-is-better.
+    """
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
+    vs_champion: dict[str, float] = Field(default_factory=dict)
+
+
+class RegisterParams(Strict):
+    model_name: str = Field("rcdistill-student", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    promote: bool = True                  # run the gate after registering (else: challenger only)
+    gate: GateRules = GateRules()
+
+
+class OrchestrationParams(Strict):
+    deployment: str = Field("rcdistill-scheduled", min_length=1)
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    retries: int = Field(1, ge=0, le=10)
+    retry_delay_s: int = Field(30, ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        from datetime import datetime
+
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(v, datetime(2026, 1, 1))
+        except CronSimError as err:
+            raise ValueError(f"not a cron expression ({err})") from None
+        return v
+
+
 class TrackingParams(Strict):
     uri: str = "sqlite:///mlruns/mlflow.db"
     artifacts: str = "mlruns/artifacts"
@@ -204,6 +265,9 @@ class Params(Strict):
     teacher: TeacherParams = TeacherParams()
     cache: CacheParams = CacheParams()
     distill: DistillParams = DistillParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    registry: RegisterParams = RegisterParams()
+    orchestration: OrchestrationParams = OrchestrationParams()
     tracking: TrackingParams = TrackingParams()
 
 

@@ -1,7 +1,9 @@
 """Stage `distill`: RC distillation of the teacher's UNet into a student pipeline folder."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +14,7 @@ from diffusers import StableDiffusionPipeline
 from ..cache.latents import load_cache
 from ..config import Params
 from ..images import grid
-from ..io import atomic_dir, atomic_write_json, read_jsonl
+from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from ..evaluators.classifier import load_classifier
 from ..sampling import generate, load_pipeline
 from ..teacher.stage import concept_accuracy
@@ -20,6 +22,34 @@ from ..tracking import stage_run
 from .loop import distill
 
 METRICS_FILE = Path("metrics/distill.json")
+LOSS_PLOT = Path("plots/distill_loss.csv")
+LOSS_FIELDS = ("step", "total", "task", "out", "feat", "lr", "samples_per_s")
+
+
+class LossHistory:
+    """Loss curve for `dvc plots`, kept in the work dir so a resumed run continues it: a row for a
+    step at or before the last one recorded means the run rewound to a checkpoint."""
+
+    def __init__(self, work_dir: str | Path, log):
+        self.file, self.log = Path(work_dir) / "loss.csv", log
+        self.rows = list(csv.DictReader(self.file.open())) if self.file.exists() else []
+
+    def __call__(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.log:
+            self.log(metrics, step)
+        if step is None:
+            return
+        self.rows = [r for r in self.rows if int(r["step"]) < step]
+        values = {k.removeprefix("distill/loss_").removeprefix("distill/"): v for k, v in metrics.items()}
+        self.rows.append({"step": step, **{k: f"{values[k]:.6g}" for k in LOSS_FIELDS[1:] if k in values}})
+        atomic_write_text(self.file, self.csv())
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, LOSS_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        return buf.getvalue()
 
 
 def _prepare_work_dir(params: Params, cache_identity: dict) -> None:
@@ -52,7 +82,8 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
         log.mlflow.set_tags({"student": cfg.student, "rc_prob": cfg.rc_prob})
-        unet = distill(cfg, teacher, latents, captions, rc_pool, log, stop_after=stop_after)
+        history = LossHistory(cfg.work_dir, log)
+        unet = distill(cfg, teacher, latents, captions, rc_pool, history, stop_after=stop_after)
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32))
@@ -60,6 +91,8 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
         metrics = {"student": cfg.student, "student_unet_params": sum(p.numel() for p in unet.parameters()),
                    "teacher_unet_params": n_teacher, "n_cached_latents": len(latents), "rc_prob": cfg.rc_prob}
         metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
+        atomic_write_text(LOSS_PLOT, history.csv())
+        classifier = load_classifier(params.evaluators.out_dir) if params.prompts.source == "world" else None
         with atomic_dir(cfg.out_dir) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
             samples = []
@@ -67,9 +100,8 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
                 rows = read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
                 if not rows:
                     continue
-                if params.prompts.source == "world":  # a first look; the evaluate stage does the full report
-                    metrics[name], images = concept_accuracy(pipe, rows, load_classifier(params.evaluators.out_dir),
-                                                             params, f"student check ({name})")
+                if classifier is not None:  # a first look; the evaluate stage does the full report
+                    metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"student check ({name})")
                 else:
                     s = params.sampling
                     images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], s.steps,

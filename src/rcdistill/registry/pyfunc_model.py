@@ -1,0 +1,53 @@
+"""MLflow pyfunc wrapper of a student pipeline folder, logged as "models from code" (no pickle).
+
+predict(["a red circle", ...], params={"seed": 0, "steps": 25, "guidance_scale": 3.0})
+returns uint8 images, shape (N, H, W, 3). Image i uses seed + i, so a call is reproducible.
+Self-contained on purpose: MLflow copies this file into the model, and the model needs only
+torch and diffusers to load.
+"""
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.pyfunc import PythonModel
+
+DEFAULTS = {"seed": 0, "steps": 25, "guidance_scale": 7.5}
+
+
+def _prompts(model_input) -> list[str]:
+    if hasattr(model_input, "columns"):  # pandas DataFrame: a `prompt` column, else the first one
+        col = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
+        return [str(x) for x in model_input[col].tolist()]
+    if isinstance(model_input, dict):
+        model_input = model_input.get("prompt", next(iter(model_input.values())))
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(x) for x in np.asarray(model_input).reshape(-1).tolist()]
+
+
+class StudentPipelineModel(PythonModel):
+    def load_context(self, context):
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        self.pipe = StableDiffusionPipeline.from_pretrained(
+            context.artifacts["pipeline"], safety_checker=None, requires_safety_checker=False, local_files_only=True)
+        self.pipe.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.defaults = {**DEFAULTS, **(context.model_config or {})}
+
+    def predict(self, context, model_input, params=None):
+        p = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+        prompts = _prompts(model_input)
+        size = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        shape = (self.pipe.unet.config.in_channels, self.pipe.unet.config.sample_size, self.pipe.unet.config.sample_size)
+        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(p["seed"]) + i))
+                             for i in range(len(prompts))])
+        with torch.no_grad():
+            out = self.pipe(prompt=prompts, latents=noise.to(self.pipe.device, self.pipe.unet.dtype), height=size,
+                            width=size, num_inference_steps=int(p["steps"]), guidance_scale=float(p["guidance_scale"]),
+                            output_type="np").images
+        return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+mlflow.models.set_model(StudentPipelineModel())
