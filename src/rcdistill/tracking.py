@@ -1,6 +1,8 @@
 """MLflow tracking: one run per stage, in the sqlite store inside mlruns/."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,11 +57,37 @@ class RunLogger:
         self.mlflow.log_artifact(str(path), folder)
 
 
+# Set by the Prefect flow (flows/rcdistill_flow.py) for the stages it starts: env var -> run tag.
+FLOW_TAG_ENV = {
+    "RCD_FLOW_RUN_ID": "prefect.flow_run_id",
+    "RCD_FLOW_RUN_NAME": "prefect.flow_run_name",
+    "RCD_DEPLOYMENT": "prefect.deployment",
+    "RCD_OVERRIDES": "rcd.overrides",
+    "RCD_MLFLOW_PARENT_RUN_ID": "mlflow.parentRunId",  # nests the stage run under the flow's run
+}
+
+
+def flow_tags() -> dict[str, str]:
+    """Tags naming the orchestrating flow run and its params overrides (empty outside a flow)."""
+    return {tag: os.environ[env] for env, tag in FLOW_TAG_ENV.items() if os.environ.get(env)}
+
+
+def flow_override_params() -> dict[str, str]:
+    """The flow's overrides as `override.<key>` params (the effective values are logged anyway)."""
+    try:
+        overrides = json.loads(os.environ.get("RCD_OVERRIDES") or "{}")
+    except ValueError:
+        return {}
+    return {f"override.{k}": json.dumps(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
+
+
 @contextmanager
 def stage_run(params: Params, stage: str, sections: tuple[str, ...]) -> Iterator[RunLogger]:
     mlflow = setup_mlflow(params)
     with mlflow.start_run(run_name=stage):
-        mlflow.set_tags({"stage": stage, "git_commit": git_commit()})
+        mlflow.set_tags({"stage": stage, "git_commit": git_commit(), **flow_tags()})
         dumped = params.model_dump()
         mlflow.log_params(flatten({s: dumped[s] for s in sections}))
+        if flow_override_params():
+            mlflow.log_params(flow_override_params())
         yield RunLogger(mlflow)
