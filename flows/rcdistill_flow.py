@@ -401,7 +401,8 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
         md += [f"| registered model | `{reg.get('model_name', '-')}` version **{reg.get('version', '-')}** |",
                f"| register run id | `{reg.get('run_id', '-')}` |"]
         if "champion_version" in reg:
-            md += [f"| champion version | {reg.get('champion_version')} |"]
+            md += [f"| champion version | {_fmt(reg['champion_version']) if reg['champion_version'] is not None else '-'} |",
+                   f"| promoted | {_fmt(reg.get('promoted', '-'))} {_fmt(reg.get('reason', ''))} |"]
     md += ["", "## Metrics", ""]
     if not metrics:
         md += ["no metrics file yet"]

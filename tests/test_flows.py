@@ -1,0 +1,393 @@
+"""Prefect orchestration (flows/): the flow over the DVC pipeline, failures, the served deployment."""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY, deep_update
+
+# Prefect state of these tests lives in a temp dir, never in the project's .prefect/.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="rcd-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, True)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+sys.path.insert(0, str(REPO / "flows"))
+
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings  # noqa: E402
+
+import rcdistill_flow as rf  # noqa: E402
+
+VENV_BIN = str(Path(sys.executable).parent)
+FLOW_STAGES = rf.STAGES
+
+
+@pytest.fixture(autouse=True)
+def _ephemeral_prefect():
+    with temporary_settings(updates={PREFECT_HOME: _PREFECT_HOME}, restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ephemeral_server():
+    """Stop the ephemeral API while pytest still captures output (else its atexit log line errors)."""
+    yield
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
+    except Exception:  # noqa: BLE001  (private API; only tidiness depends on it)
+        pass
+
+
+def make_project(folder: Path, extra: dict | None = None) -> Path:
+    """A DVC workspace with the repo's dvc.yaml and src/ (stage deps) and tiny params."""
+    folder.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+    shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    base = yaml.safe_load((REPO / "params.yaml").read_text())  # DVC wants every params key it tracks
+    params = deep_update(base, deep_update(TINY, {"orchestration": {"retries": 1, "retry_delay_s": 0}}))
+    params = deep_update(params, extra or {})
+    (folder / "params.yaml").write_text("# tiny params for the flow tests\n" + yaml.safe_dump(params, sort_keys=False)
+                                        .replace("steps: 4\n  batch_size: 4", "steps: 4  # distill steps\n  batch_size: 4", 1))
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
+    return folder
+
+
+def fake_rcd(folder: Path, stage: str, mode: str) -> Path:
+    """A `rcd` ahead of the real one on PATH that fails `stage`: mode user (exit 2, rcd's error line),
+    transient (exit 75 the first time), crash (exit 75 every time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mark = folder / "failed-once"
+    mark.unlink(missing_ok=True)
+    script = folder / "rcd"
+    script.write_text(f"""#!/bin/sh
+if [ "$1" = "{stage}" ]; then
+  case "{mode}" in
+    user) echo "error: simulated bad input for {stage}" >&2; exit 2 ;;
+    crash) echo "simulated crash in {stage}" >&2; exit 75 ;;
+    transient) if [ ! -e "{mark}" ]; then touch "{mark}"; echo "simulated transient failure" >&2; exit 75; fi ;;
+  esac
+fi
+exec "{VENV_BIN}/rcd" "$@"
+""")
+    script.chmod(0o755)
+    return folder
+
+
+def run_flow(ws: Path, **kw):
+    kw.setdefault("stages", FLOW_STAGES)
+    t = time.monotonic()
+    state = rf.rcdistill(workspace=str(ws), return_state=True, **kw)
+    return state, time.monotonic() - t
+
+
+def flow_run_id(state) -> str:
+    return str(state.state_details.flow_run_id)
+
+
+def task_runs(state) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    return {r.name.rsplit("-", 1)[0]: r for r in runs}
+
+
+def artifact_md(flow_run: str, api_url: str | None = None) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[rf.ARTIFACT_KEY]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run])))
+    assert len(arts) == 1, f"expected one {rf.ARTIFACT_KEY} artifact of flow run {flow_run}, got {len(arts)}"
+    assert arts[0].type == "markdown"
+    return arts[0].data
+
+
+def mlflow_runs(ws: Path, flow_run: str) -> dict[str, object]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("rcdistill")
+    runs = client.search_runs([exp.experiment_id], f"tags.`prefect.flow_run_id` = '{flow_run}'")
+    return {r.info.run_name: r for r in runs}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dvc(ws: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------- fast: no pipeline work
+
+def test_bad_override_fails_at_once_and_writes_nothing(tmp_path):
+    ws = make_project(tmp_path / "ws")
+    before = (ws / "params.yaml").read_bytes()
+    state, _ = run_flow(ws, rc_prob=1.5, steps=2)
+    assert state.is_failed()
+    assert "distill.rc_prob" in state.message and "1.5" in state.message
+    state, _ = run_flow(ws, overrides={"distill.no_such_key": 1})
+    assert state.is_failed() and "unknown key 'distill.no_such_key'" in state.message
+    assert (ws / "params.yaml").read_bytes() == before
+    assert not (ws / "dvc.lock").exists() and not (ws / "data").exists() and not (ws / "mlruns").exists()
+
+
+def test_overrides_are_written_in_place_keeping_comments(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before = params.read_text()
+    changed = rf.apply_overrides(params, {"distill.rc_prob": 0, "distill.student": "bk_tiny",
+                                         "teacher.vae.steps": 7, "distill.seed": 4})
+    after = params.read_text()
+    assert set(changed) == {"distill.rc_prob", "distill.student", "teacher.vae.steps"}  # seed unchanged
+    data = yaml.safe_load(after)
+    assert data["distill"]["rc_prob"] == 0 and data["distill"]["student"] == "bk_tiny"
+    assert data["teacher"]["vae"]["steps"] == 7
+    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(before.splitlines()) == len(after.splitlines()) and len(diff) == 3, diff
+    assert all("#" in b for a, b in diff if "#" in a), "a comment on an edited line was lost"
+
+
+def test_one_pipeline_per_workspace_lock(tmp_path):
+    (tmp_path / ".dvc").mkdir()
+    with rf.workspace_lock(tmp_path, timeout_s=1):
+        t = time.monotonic()
+        code = ("import sys; sys.path.insert(0, %r); import rcdistill_flow as rf, pathlib\n"
+                "try:\n  rf.workspace_lock(pathlib.Path(%r), timeout_s=1.5).__enter__(); print('GOT')\n"
+                "except rf.WorkspaceBusy as e: print('BUSY', e)") % (str(REPO / "flows"), str(tmp_path))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PREFECT_HOME": _PREFECT_HOME}).stdout
+        assert out.startswith("BUSY") and "busy with another pipeline run" in out, out
+        assert time.monotonic() - t >= 1.5
+    with rf.workspace_lock(tmp_path, timeout_s=0):  # released
+        pass
+
+
+def test_stage_failure_fails_the_flow_with_its_error(tmp_path, monkeypatch):
+    """The first stage DVC runs (prompts, upstream of cache_latents) fails: the flow fails with that
+    stage's stderr; rcd's user error (exit 2) is not retried, a crash is retried (retries: 1)."""
+    ws = make_project(tmp_path / "ws")
+    monkeypatch.setenv("PATH", f"{fake_rcd(tmp_path / 'bin', 'prompts', 'user')}{os.pathsep}{VENV_BIN}"
+                               f"{os.pathsep}{os.environ['PATH']}")
+    state, _ = run_flow(ws)
+    assert state.is_failed()
+    assert "stage 'cache_latents' failed" in state.message
+    assert "error: simulated bad input for prompts" in state.message and "exit code 2" in state.message
+    assert task_runs(state)["dvc repro cache_latents"].run_count == 1  # user error: no retry
+    assert "FAILED at cache_latents" in artifact_md(flow_run_id(state))
+    assert not (ws / "data" / "prompts").exists()
+
+    fake_rcd(tmp_path / "bin", "prompts", "crash")
+    state, _ = run_flow(ws)
+    assert state.is_failed() and "simulated crash in prompts" in state.message and "exit code 75" in state.message
+    assert task_runs(state)["dvc repro cache_latents"].run_count == 2  # transient: retried once
+
+
+# ---------------------------------------------------------------- the tiny pipeline, end to end
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A tiny workspace after one flow run with an override (steps=3)."""
+    with temporary_settings(updates={PREFECT_HOME: _PREFECT_HOME}, restore_defaults={PREFECT_API_URL}):
+        ws = make_project(tmp_path_factory.mktemp("flow") / "ws")
+        state, seconds = run_flow(ws, steps=3)
+        print(f"\nfirst flow run: {seconds:.1f} s")
+    return ws, state
+
+
+def test_flow_end_to_end_then_nothing_to_do(pipeline):
+    ws, state = pipeline
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert [s["stage"] for s in result["stages"]] == FLOW_STAGES
+    assert all(s["status"] == "ran" for s in result["stages"]), result["stages"]
+    assert result["changed"] == ["distill.steps"]
+    text = (ws / "params.yaml").read_text()
+    assert "# tiny params for the flow tests" in text and "steps: 3  # distill steps" in text
+    assert dvc(ws, "status").stdout.strip().endswith("up to date.")
+    # MLflow: the flow's own run, and every stage run tagged with the flow run and its overrides
+    fr = flow_run_id(state)
+    runs = mlflow_runs(ws, fr)
+    assert {"prefect-flow", "evaluators", "teacher", "distill"} <= set(runs), set(runs)
+    flow_run = runs["prefect-flow"]
+    assert flow_run.info.status == "FINISHED" and flow_run.data.params["override.distill.steps"] == "3"
+    assert result["mlflow_run_id"] == flow_run.info.run_id
+    distill = runs["distill"]
+    assert json.loads(distill.data.tags["rcd.overrides"]) == {"distill.steps": 3}
+    assert distill.data.params["override.distill.steps"] == "3" and distill.data.params["distill.steps"] == "3"
+    assert distill.data.tags["mlflow.parentRunId"] == flow_run.info.run_id
+    # the artifact: metrics table and MLflow runs (and the model version once `register` ran)
+    md = artifact_md(fr)
+    assert "pipeline: completed" in md and "metrics/distill.json" in md and "student_unet_params" in md
+    assert flow_run.info.run_id in md and distill.info.run_id in md
+    reg_path = ws / "metrics" / "register.json"
+    if "register" in FLOW_STAGES and reg_path.exists():
+        reg = json.loads(reg_path.read_text())
+        assert result["model_version"] == reg["version"] and f"version **{reg['version']}**" in md
+
+    # nothing changed: every stage is up to date, no stage run in MLflow, done in seconds
+    state2, seconds = run_flow(ws)
+    print(f"second flow run (nothing to do): {seconds:.1f} s")
+    assert state2.is_completed(), state2.message
+    assert all(s["status"] == "up to date" and s["reproduced"] == [] for s in state2.result()["stages"])
+    assert set(mlflow_runs(ws, flow_run_id(state2))) == {"prefect-flow"}
+    assert seconds < 90
+
+
+@pytest.mark.slow
+def test_failed_stage_keeps_earlier_outputs_and_rerun_resumes(pipeline, tmp_path, monkeypatch):
+    ws, first = pipeline
+    assert first.is_completed()
+    manifest = sha(ws / "data" / "latents" / "manifest.json")
+    teacher_lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["cache_latents"]
+    bin_dir = fake_rcd(tmp_path / "bin", "distill", "user")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+
+    state, _ = run_flow(ws, steps=5)
+    assert state.is_failed()
+    assert "stage 'distill' failed" in state.message and "simulated bad input for distill" in state.message
+    runs = task_runs(state)
+    assert runs["dvc repro cache_latents"].state.is_completed() and runs["dvc repro distill"].run_count == 1
+    assert "dvc repro evaluate" not in runs
+    # earlier stages: outputs and lock entries untouched; the override stays in params.yaml
+    assert sha(ws / "data" / "latents" / "manifest.json") == manifest
+    assert yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["cache_latents"] == teacher_lock
+    assert dvc(ws, "status", "cache_latents").stdout.strip().endswith("up to date.")
+    assert yaml.safe_load((ws / "params.yaml").read_text())["distill"]["steps"] == 5
+
+    # rerun (a transient failure on the way): picks up at distill, cache_latents is not redone
+    fake_rcd(tmp_path / "bin", "distill", "transient")
+    state, seconds = run_flow(ws)
+    print(f"rerun after the failure: {seconds:.1f} s")
+    assert state.is_completed(), state.message
+    stages = {s["stage"]: s for s in state.result()["stages"]}
+    assert stages["cache_latents"]["status"] == "up to date" and stages["distill"]["status"] == "ran"
+    assert task_runs(state)["dvc repro distill"].run_count == 2
+    assert sha(ws / "data" / "latents" / "manifest.json") == manifest
+    assert dvc(ws, "status").stdout.strip().endswith("up to date.")
+
+
+# ---------------------------------------------------------------- deployment on a local server
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, procs=()):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"{what}: {p.args} exited with {p.returncode}")
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001  (server not up yet)
+            value = None
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_scheduled_deployment_on_a_local_server(pipeline, tmp_path):
+    ws, first = pipeline
+    assert first.is_completed()
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen] = []
+
+    def start(name, *cmd, extra=None):
+        fh = open(logs / f"{name}.log", "w")
+        p = subprocess.Popen(list(cmd), cwd=REPO, env={**env, **(extra or {})}, stdout=fh, stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p
+
+    client_env = {"PREFECT_API_URL": api}
+    prefect = f"{VENV_BIN}/prefect"
+    o = yaml.safe_load((ws / "params.yaml").read_text())["orchestration"]
+    name = f"rcdistill/{o['deployment']}"
+    try:
+        server = start("server", prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        _wait(lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200, 120, "the server", [server])
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            from prefect.client.orchestration import get_client
+            from prefect.deployments import run_deployment
+
+            # 1. served deployment: schedule from params, a run triggered by hand completes
+            serve = start("serve", sys.executable, "flows/deploy.py", "serve", "--workspace", str(ws), extra=client_env)
+            with get_client(sync_client=True) as client:
+                dep = _wait(lambda: client.read_deployment_by_name(name), 90, "the served deployment", [server, serve])
+                assert [s.schedule.cron for s in dep.schedules] == [o["cron"]]
+                assert dep.schedules[0].schedule.timezone == o["timezone"]
+                assert dep.parameters["workspace"] == str(ws)
+            run = run_deployment(name, parameters={"steps": 2, "stages": FLOW_STAGES}, timeout=600)
+            assert run.state.is_completed(), f"{run.state.message}\n" + (logs / "serve.log").read_text()[-3000:]
+            md = artifact_md(str(run.id))
+            assert "pipeline: completed" in md and "`distill.steps` | 2 |" in md
+            assert mlflow_runs(ws, str(run.id))["distill"].data.tags["prefect.deployment"] == o["deployment"]
+            _stop(serve)
+
+            # 2. the same deployment on a `process` work pool, run by a worker
+            out = subprocess.run([sys.executable, "flows/deploy.py", "deploy", "--workspace", str(ws), "--pool",
+                                  "rcd-test-pool"], cwd=REPO, env={**env, **client_env}, capture_output=True,
+                                 text=True, timeout=120)
+            assert out.returncode == 0, out.stderr[-3000:]
+            with get_client(sync_client=True) as client:
+                assert client.read_deployment_by_name(name).work_pool_name == "rcd-test-pool"
+            worker = start("worker", prefect, "worker", "start", "--pool", "rcd-test-pool", extra=client_env)
+            cli = subprocess.run([prefect, "deployment", "run", name, "--param", f"stages={json.dumps(FLOW_STAGES)}",
+                                  "--watch", "--watch-timeout", "600"],
+                                 cwd=REPO, env={**env, **client_env}, capture_output=True, text=True, timeout=660)
+            assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-2000:] + (logs / "worker.log").read_text()[-3000:]
+            assert "Completed" in cli.stdout
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs()
+            by_pool = [r for r in runs if r.work_pool_name == "rcd-test-pool"]
+            assert by_pool and by_pool[0].state.is_completed()
+            assert "pipeline: completed" in artifact_md(str(by_pool[0].id))
+            _stop(worker)
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+    assert server.returncode is not None  # the server was stopped
