@@ -81,3 +81,17 @@ def build_tiny_pipeline(folder: Path, seed: int = 0, prediction_type: str = "eps
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipe") / "teacher")
+
+
+STAGES = ("prompts", "evaluators", "teacher", "cache-latents", "distill", "evaluate", "register")
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A project folder where every real stage ran once on the tiny params (about a minute)."""
+    root = tmp_path_factory.mktemp("proj")
+    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+    for stage in STAGES:
+        r = rcd(stage, cwd=root)
+        assert r.returncode == 0, f"rcd {stage}: {r.stderr[-2000:]}"
+    return root

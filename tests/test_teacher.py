@@ -21,20 +21,6 @@ def test_tokenizer_is_clip_bpe_offline():
     assert ours == theirs[: len(ours)].tolist()
 
 
-@pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory):
-    import yaml
-
-    from tests.conftest import TINY
-
-    root = tmp_path_factory.mktemp("proj")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    for stage in ("prompts", "evaluators", "teacher", "cache-latents", "distill"):
-        r = rcd(stage, cwd=root)
-        assert r.returncode == 0, f"rcd {stage}: {r.stderr[-2000:]}"
-    return root
-
-
 def test_teacher_folder_is_a_real_pipeline_that_loads_offline(tiny_project):
     folder = tiny_project / "models/teacher"
     for part in ("unet", "vae", "text_encoder"):

@@ -1,0 +1,116 @@
+"""MLflow registry: pyfunc round trip, idempotent registration, the promotion gate."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from rcdistill.config import GateRules
+from rcdistill.registry.gate import decide
+from tests.conftest import rcd
+
+
+def test_gate_logic_on_known_numbers():
+    rules = GateRules(min={"unseen.shape": 0.5}, max={"unet_step_ratio": 0.8},
+                      vs_champion={"unseen.shape": 0.02, "seen.fid": 0.01})
+    good = {"unseen.shape": 0.9, "unet_step_ratio": 0.6, "seen.fid": 0.05}
+    assert decide(good, None, rules).promote
+    assert not decide({**good, "unseen.shape": 0.4}, None, rules).promote
+    assert "ceiling" in decide({**good, "unet_step_ratio": 0.9}, None, rules).reason
+    champ = {"unseen.shape": 0.9, "unet_step_ratio": 0.6, "seen.fid": 0.05}
+    assert decide({**good, "unseen.shape": 0.89}, champ, rules).promote  # within the slack
+    assert not decide({**good, "unseen.shape": 0.85}, champ, rules).promote
+    worse_fid = decide({**good, "seen.fid": 0.07}, champ, rules)  # FID: lower is better
+    assert not worse_fid.promote and "seen.fid" in worse_fid.reason
+    assert "missing" in decide({"unet_step_ratio": 0.5}, None, rules).reason
+
+
+def _client(project):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns/mlflow.db'}")
+    return mlflow, mlflow.MlflowClient()
+
+
+def test_registered_student_is_champion_and_loads_as_pyfunc_offline(tiny_project):
+    from rcdistill.sampling import generate, load_pipeline
+
+    result = json.loads((tiny_project / "metrics/register.json").read_text())
+    assert result["promoted"] and result["champion_version"] == result["version"]
+    mlflow, client = _client(tiny_project)
+    mv = client.get_model_version_by_alias("rcdistill-student", "champion")
+    for key in ("git_commit", "student_digest", "param.distill.rc_prob", "metric.unseen.shape"):
+        assert key in mv.tags, key
+    assert "## Metrics" in mv.description and "## Lineage" in mv.description
+    artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
+    assert {"model_card.md", "samples.png"} <= artifacts
+    model = mlflow.pyfunc.load_model("models:/rcdistill-student@champion")
+    prompts = ["a large red circle in the center", "a small blue square, top left"]
+    images = model.predict(prompts, params={"seed": 7, "steps": 3, "guidance_scale": 3.0})
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    direct = generate(load_pipeline(str(tiny_project / "models/student")), prompts, [7, 8], 3, 3.0)
+    assert np.abs(direct.permute(0, 2, 3, 1).numpy().astype(int) - images.astype(int)).max() <= 1
+
+
+def test_same_student_twice_makes_no_second_version(tiny_project):
+    r = rcd("register", cwd=tiny_project)
+    assert r.returncode == 0 and "already registered" in r.stdout, r.stderr
+    _, client = _client(tiny_project)
+    assert len(client.search_model_versions("name='rcdistill-student'")) == 1
+
+
+def _variant(project, name: str, unseen_shape: float, seed: int) -> None:
+    """Another student folder (perturbed weights) with a known evaluate metric."""
+    folder = project / "models" / name
+    shutil.copytree(project / "models/student", folder)
+    weights = next((folder / "unet").glob("*.safetensors"))
+    state = load_file(weights)
+    gen = torch.Generator().manual_seed(seed)
+    save_file({k: v + 1e-3 * torch.randn(v.shape, generator=gen) for k, v in state.items()}, weights)
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    metrics["student"]["unseen"]["shape"] = unseen_shape
+    (project / f"eval_{name}.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def gated_project(tiny_project, tmp_path):
+    """A copy of the tiny project with its own registry and a gate on unseen shape accuracy."""
+    project = tmp_path / "proj"
+    shutil.copytree(tiny_project, project, ignore=shutil.ignore_patterns("mlruns", "outputs"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["registry"] = {"gate": {"min": {"unseen.shape": 0.1}, "max": {}, "vs_champion": {"unseen.shape": 0.0}}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    return project
+
+
+def _register(project, name: str) -> dict:
+    shutil.copy(project / f"eval_{name}.json", project / "metrics/evaluate.json")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["distill"]["out_dir"] = f"models/{name}"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    r = rcd("register", cwd=project)
+    assert r.returncode == 0, r.stderr
+    return json.loads((project / "metrics/register.json").read_text())
+
+
+def test_gate_promotes_a_better_student_and_keeps_the_champion_for_a_worse_one(gated_project):
+    p = gated_project
+    for name, acc, seed in (("first", 0.5, 1), ("better", 0.7, 2), ("worse", 0.4, 3), ("awful", 0.05, 4)):
+        _variant(p, name, acc, seed)
+    assert _register(p, "first")["promoted"]
+    better = _register(p, "better")
+    assert better["promoted"] and better["champion_version"] == better["version"] == 2
+    worse = _register(p, "worse")
+    assert not worse["promoted"] and worse["champion_version"] == 2 and "unseen.shape" in worse["reason"]
+    awful = _register(p, "awful")
+    assert not awful["promoted"] and "floor" in awful["reason"]
+    _, client = _client(p)
+    assert str(client.get_model_version_by_alias("rcdistill-student", "challenger").version) == "4"
+    assert client.get_model_version("rcdistill-student", "3").tags["gate"] == worse["reason"]
+    r = rcd("promote", "--version", "3", cwd=p)  # by hand: the gate still applies...
+    assert r.returncode == 1 and "not promoted" in r.stdout
+    r = rcd("promote", "--version", "3", "--force", cwd=p)  # ...unless forced
+    assert r.returncode == 0 and str(client.get_model_version_by_alias("rcdistill-student", "champion").version) == "3"
