@@ -313,6 +313,11 @@ def _wait(predicate, timeout: float, what: str, procs=()):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _default_sigint() -> None:
+    """Children must see Ctrl-C even when pytest runs in the background (where SIGINT is ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -338,7 +343,8 @@ def test_scheduled_deployment_on_a_local_server(pipeline, tmp_path):
 
     def start(name, *cmd, extra=None):
         fh = open(logs / f"{name}.log", "w")
-        p = subprocess.Popen(list(cmd), cwd=REPO, env={**env, **(extra or {})}, stdout=fh, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(list(cmd), cwd=REPO, env={**env, **(extra or {})}, stdout=fh, stderr=subprocess.STDOUT,
+                             preexec_fn=_default_sigint)
         procs.append(p)
         return p
 
