@@ -58,3 +58,12 @@ def test_missing_and_broken_files(workdir):
     Path("broken.yaml").write_text("world: [unclosed\n")
     r = rcd("--params", "broken.yaml", "params", "check")
     assert r.returncode == 2 and "not valid YAML" in r.stderr
+
+
+def test_params_rewritten_by_dvc_exp_run_still_load(workdir):
+    """`dvc exp run -S` dumps YAML 1.2, leaving `no`/`off` unquoted; PyYAML reads them as false."""
+    from rcdistill.config import load_params
+
+    (workdir / "params.yaml").write_text("distill:\n  mixed_precision: no\n  text_embeds: off\n  rc_prob: 0\n")
+    p = load_params(workdir / "params.yaml")
+    assert (p.distill.mixed_precision, p.distill.text_embeds, p.distill.rc_prob) == ("no", "off", 0.0)

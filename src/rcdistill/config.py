@@ -180,6 +180,15 @@ class DistillParams(Strict):
     text_embeds: Literal["memory", "off"] = "memory"
     log_every: int = Field(25, ge=1)
 
+    @field_validator("mixed_precision", "text_embeds", mode="before")
+    @classmethod
+    def _yaml_1_1_booleans(cls, v, info):
+        # `dvc exp run -S` rewrites params.yaml with ruamel (YAML 1.2), which leaves `no` and `off`
+        # unquoted; PyYAML (YAML 1.1) reads those back as False.
+        if v is False:
+            return {"mixed_precision": "no", "text_embeds": "off"}[info.field_name]
+        return v
+
     @field_validator("student")
     @classmethod
     def _known_student(cls, v: str) -> str:
