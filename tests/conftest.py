@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ TINY = {
 def deep_update(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) else v
+        out[k] = deep_update(out.get(k, {}), v) if isinstance(v, dict) and v else v  # {} replaces
     return out
 
 
@@ -83,15 +84,27 @@ def tiny_pipeline(tmp_path_factory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipe") / "teacher")
 
 
-STAGES = ("prompts", "evaluators", "teacher", "cache-latents", "distill", "evaluate", "register")
+def make_project(folder: Path, extra: dict | None = None) -> Path:
+    """A DVC workspace (git + dvc init) with the repo's dvc.yaml and src/ (stage deps) and tiny params."""
+    folder.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+    shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    base = yaml.safe_load((REPO / "params.yaml").read_text())  # DVC wants every params key it tracks
+    params = deep_update(base, deep_update(TINY, {"orchestration": {"retries": 1, "retry_delay_s": 0}}))
+    params = deep_update(params, extra or {})
+    (folder / "params.yaml").write_text("# tiny params for the tests\n" + yaml.safe_dump(params, sort_keys=False)
+                                        .replace("steps: 4\n  batch_size: 4", "steps: 4  # distill steps\n  batch_size: 4", 1))
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory) -> Path:
-    """A project folder where every real stage ran once on the tiny params (about a minute)."""
-    root = tmp_path_factory.mktemp("proj")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    for stage in STAGES:
-        r = rcd(stage, cwd=root)
-        assert r.returncode == 0, f"rcd {stage}: {r.stderr[-2000:]}"
+    """A DVC workspace where `dvc repro` ran every real stage once on the tiny params (about a minute)."""
+    root = make_project(tmp_path_factory.mktemp("proj") / "ws")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"dvc repro: {(r.stdout + r.stderr)[-3000:]}"
     return root

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY, deep_update
+from conftest import REPO, make_project
 
 # Prefect state of these tests lives in a temp dir, never in the project's .prefect/.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="rcd-prefect-")
@@ -47,27 +47,15 @@ def _stop_ephemeral_server():
     """Stop the ephemeral API while pytest still captures output (else its atexit log line errors)."""
     yield
     try:
+        from prefect.logging.handlers import APILogWorker
         from prefect.server.api.server import SubprocessASGIServer
+
+        APILogWorker.drain_all(timeout=30)  # send queued run logs while the API is still up
 
         for server in list(SubprocessASGIServer._instances.values()):
             server.stop()
     except Exception:  # noqa: BLE001  (private API; only tidiness depends on it)
         pass
-
-
-def make_project(folder: Path, extra: dict | None = None) -> Path:
-    """A DVC workspace with the repo's dvc.yaml and src/ (stage deps) and tiny params."""
-    folder.mkdir(parents=True)
-    shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
-    shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    base = yaml.safe_load((REPO / "params.yaml").read_text())  # DVC wants every params key it tracks
-    params = deep_update(base, deep_update(TINY, {"orchestration": {"retries": 1, "retry_delay_s": 0}}))
-    params = deep_update(params, extra or {})
-    (folder / "params.yaml").write_text("# tiny params for the flow tests\n" + yaml.safe_dump(params, sort_keys=False)
-                                        .replace("steps: 4\n  batch_size: 4", "steps: 4  # distill steps\n  batch_size: 4", 1))
-    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
-    return folder
 
 
 def fake_rcd(folder: Path, stage: str, mode: str) -> Path:
@@ -208,10 +196,12 @@ def test_stage_failure_fails_the_flow_with_its_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the tiny pipeline, end to end
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """A tiny workspace after one flow run with an override (steps=3)."""
+def pipeline(tiny_project, tmp_path_factory):
+    """A copy of the tiny project (every stage reproduced once, its own MLflow store) after one flow
+    run with an override (steps=3): DVC reruns only what depends on distill.steps."""
     with temporary_settings(updates={PREFECT_HOME: _PREFECT_HOME}, restore_defaults={PREFECT_API_URL}):
-        ws = make_project(tmp_path_factory.mktemp("flow") / "ws")
+        ws = tmp_path_factory.mktemp("flow") / "ws"
+        shutil.copytree(tiny_project, ws, ignore=shutil.ignore_patterns("mlruns"))
         state, seconds = run_flow(ws, steps=3)
         print(f"\nfirst flow run: {seconds:.1f} s")
     return ws, state
@@ -222,15 +212,19 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     assert state.is_completed(), state.message
     result = state.result()
     assert [s["stage"] for s in result["stages"]] == FLOW_STAGES
-    assert all(s["status"] == "ran" for s in result["stages"]), result["stages"]
+    status = {s["stage"]: s["status"] for s in result["stages"]}
+    # only what depends on distill.steps reran; the latent cache (and its upstream) stayed
+    assert status == {"cache_latents": "up to date", "distill": "ran", "evaluate": "ran", "register": "ran"}, status
+    assert all(s not in r["reproduced"] for r in result["stages"] for s in ("prompts", "evaluators", "teacher"))
     assert result["changed"] == ["distill.steps"]
     text = (ws / "params.yaml").read_text()
-    assert "# tiny params for the flow tests" in text and "steps: 3  # distill steps" in text
+    assert "# tiny params for the tests" in text and "steps: 3  # distill steps" in text
     assert dvc(ws, "status").stdout.strip().endswith("up to date.")
     # MLflow: the flow's own run, and every stage run tagged with the flow run and its overrides
     fr = flow_run_id(state)
     runs = mlflow_runs(ws, fr)
-    assert {"prefect-flow", "evaluators", "teacher", "distill"} <= set(runs), set(runs)
+    assert {"prefect-flow", "distill", "evaluate", "register"} <= set(runs), set(runs)
+    assert not {"evaluators", "teacher"} & set(runs), set(runs)
     flow_run = runs["prefect-flow"]
     assert flow_run.info.status == "FINISHED" and flow_run.data.params["override.distill.steps"] == "3"
     assert result["mlflow_run_id"] == flow_run.info.run_id
