@@ -402,7 +402,7 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
                f"| register run id | `{reg.get('run_id', '-')}` |"]
         if "champion_version" in reg:
             md += [f"| champion version | {_fmt(reg['champion_version']) if reg['champion_version'] is not None else '-'} |",
-                   f"| promoted | {_fmt(reg.get('promoted', '-'))} {_fmt(reg.get('reason', ''))} |"]
+                   f"| promoted | {_fmt(reg.get('promoted', '-'))} |", f"| gate | {_fmt(reg.get('reason', '-'))} |"]
     md += ["", "## Metrics", ""]
     if not metrics:
         md += ["no metrics file yet"]

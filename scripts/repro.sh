@@ -7,11 +7,13 @@ source scripts/env.sh
 dvc repro "$@"
 echo
 echo "results:"
-echo "  metrics        : dvc metrics show   (files under metrics/)"
+echo "  metrics        : metrics/*.json (dvc metrics show), plots/ (dvc plots show)"
 echo "  teacher        : models/teacher/  (StableDiffusionPipeline folder; samples.png inside)"
 echo "  student        : models/student/  (distilled StableDiffusionPipeline; samples.png inside)"
 echo "  latent cache   : data/latents/    (shards + manifest.json)"
+echo "  sample grids   : reports/grid_seen.png, reports/grid_unseen.png (teacher row over student row)"
 echo "  evaluators     : models/evaluators/"
 echo "  prompt pools   : data/prompts/"
-echo "  MLflow runs    : mlruns/mlflow.db  (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
-dvc metrics show
+echo "  MLflow         : mlruns/mlflow.db, runs and the model registry (browse: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db)"
+echo
+rcd summary

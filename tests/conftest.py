@@ -108,3 +108,16 @@ def tiny_project(tmp_path_factory) -> Path:
     r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=env)
     assert r.returncode == 0, f"dvc repro: {(r.stdout + r.stderr)[-3000:]}"
     return root
+
+
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory):
+    """A world classifier trained briefly, saved and loaded back: (model, accuracy on fresh renders)."""
+    from rcdistill.config import ClassifierParams
+    from rcdistill.evaluators.classifier import load_classifier, save_classifier, train_classifier
+
+    cfg = ClassifierParams(train_images=6000, steps=250, batch_size=64, lr=3e-3, eval_images=500)
+    model, acc = train_classifier(cfg, seed=0, image_size=32)
+    folder = tmp_path_factory.mktemp("clf")
+    save_classifier(model, folder)
+    return load_classifier(folder), acc

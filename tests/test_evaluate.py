@@ -3,13 +3,11 @@ import csv
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
-from rcdistill.config import ClassifierParams, ClipParams
+from rcdistill.config import ClipParams
 from rcdistill.evaluate.metrics import concept_accuracy, fid, kid
-from rcdistill.evaluators.classifier import train_classifier
 from rcdistill.evaluators.world_clip import train_world_clip
 from rcdistill.world.render import random_attributes, render_attributes
 from rcdistill.world.vocab import ATTRIBUTES
@@ -30,13 +28,8 @@ def _rows(attrs):
     return [{a: ATTRIBUTES[a][int(attrs[a][i])] for a in ATTRIBUTES} for i in range(len(attrs["shape"]))]
 
 
-@pytest.fixture(scope="module")
-def classifier():
-    cfg = ClassifierParams(train_images=6000, steps=250, batch_size=64, lr=3e-3, eval_images=200)
-    return train_classifier(cfg, seed=5, image_size=32)[0]
-
-
 def test_rendered_images_score_near_perfect_and_blank_ones_badly(classifier):
+    classifier, _ = classifier
     attrs = random_attributes(300, seed=11)
     rows = _rows(attrs)
     per_attr, per_concept = concept_accuracy(classifier.predict(render_attributes(attrs, seed=11)), rows)

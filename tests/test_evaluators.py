@@ -1,20 +1,10 @@
-import pytest
 import torch
 
-from rcdistill.config import ClassifierParams, ClipParams
-from rcdistill.evaluators.classifier import accuracy, load_classifier, save_classifier, train_classifier
+from rcdistill.config import ClipParams
+from rcdistill.evaluators.classifier import accuracy
 from rcdistill.evaluators.world_clip import WorldClip, train_world_clip
 from rcdistill.world.render import random_attributes, render_attributes
 from rcdistill.world.vocab import ATTRIBUTES
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    cfg = ClassifierParams(train_images=6000, steps=250, batch_size=64, lr=3e-3, eval_images=500)
-    model, acc = train_classifier(cfg, seed=0, image_size=32)
-    folder = tmp_path_factory.mktemp("clf")
-    save_classifier(model, folder)
-    return load_classifier(folder), acc
 
 
 def test_classifier_reads_fresh_renders(classifier):

@@ -114,3 +114,9 @@ def test_gate_promotes_a_better_student_and_keeps_the_champion_for_a_worse_one(g
     assert r.returncode == 1 and "not promoted" in r.stdout
     r = rcd("promote", "--version", "3", "--force", cwd=p)  # ...unless forced
     assert r.returncode == 0 and str(client.get_model_version_by_alias("rcdistill-student", "champion").version) == "3"
+
+
+def test_summary_prints_the_headline_numbers(tiny_project):
+    r = rcd("summary", cwd=tiny_project)
+    assert r.returncode == 0, r.stderr
+    assert "unseen shape" in " ".join(r.stdout.split()) and "registry: rcdistill-student v1" in r.stdout

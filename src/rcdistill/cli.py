@@ -102,6 +102,13 @@ def cmd_promote(args) -> int:
     return 0 if decision.promote else 1
 
 
+def cmd_summary(args) -> int:
+    from .summary import summary_lines
+
+    print("\n".join(summary_lines()))
+    return 0
+
+
 def cmd_students(args) -> int:
     from .students import SD_V1_UNET_CONFIG, STUDENTS, count_params, student_config
 
@@ -171,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--version", help="model version (default: the challenger)")
     pm.add_argument("--force", action="store_true", help="skip the gate")
     pm.set_defaults(fn=cmd_promote)
+    sub.add_parser("summary", help="headline numbers from metrics/ (teacher vs student, registry)").set_defaults(
+        fn=cmd_summary)
     st = sub.add_parser("students", help="list student variants with their parameter counts")
     st.add_argument("--sd-v1", action="store_true", help="for the SD v1.x UNet config instead of the params teacher")
     st.set_defaults(fn=cmd_students)
