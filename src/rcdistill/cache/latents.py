@@ -12,6 +12,7 @@ exactly the same files. A cache made by another teacher or other settings is ref
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -51,8 +52,6 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def load_manifest(folder: Path) -> dict | None:
-    import json
-
     path = folder / MANIFEST
     return json.loads(path.read_text()) if path.exists() else None
 
