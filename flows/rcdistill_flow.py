@@ -43,6 +43,7 @@ from prefect.runtime import deployment as runtime_deployment  # noqa: E402
 from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 
 from rcdistill.config import Params, load_params  # noqa: E402
+from rcdistill.tracking import flatten  # noqa: E402
 
 STAGES = ["cache_latents", "distill", "evaluate", "register"]
 PERMANENT_EXIT_CODES = {1: "quality gate failed", 2: "user error (params or input)"}
@@ -303,15 +304,6 @@ def stage_metrics(ws: Path, stages: list[str]) -> dict[str, dict]:
             if path.suffix == ".json" and path.exists():
                 with contextlib.suppress(ValueError):
                     out[rel] = json.loads(path.read_text())
-    return out
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 

@@ -11,7 +11,10 @@ from typing import Any, Iterator
 from .config import Params
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; a non-dict value at the top becomes one entry named by the prefix."""
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
