@@ -1,7 +1,7 @@
 """Distillation throughput: our training step against a naive one, same config, same machine, one run.
 
 naive: teacher and student in fp32, every text tokenized and encoded at every step, no caching.
-ours:  the real loop (`rcdistill.distill.loop.distill`): text embeddings encoded once (memory
+ours:  the real loop (`rcdistill.distill.kd.distill`): text embeddings encoded once (memory
        bank), teacher in `--teacher-dtype` (fp16 on GPU by default), student under
        `--mixed-precision`, EMA and logging included.
 
@@ -26,7 +26,7 @@ import torch
 import rcdistill  # noqa: F401
 from rcdistill.config import DistillParams
 from rcdistill.distill.data import RCSampler, timestep_weights
-from rcdistill.distill.loop import distill
+from rcdistill.distill.kd import distill
 from rcdistill.distill.losses import distill_losses, prediction_target
 from rcdistill.distill.taps import FeatureTaps
 from rcdistill.sampling import device, load_pipeline

@@ -1,4 +1,4 @@
-"""Prefect flow over the DVC pipeline: cache_latents -> distill -> evaluate -> register.
+"""Prefect flow over the DVC pipeline: cache_latents -> distill -> consistency -> evaluate -> register.
 
 Each task asks DVC to reproduce one stage (`dvc repro <stage>`), so DVC decides what is stale:
 a second run with nothing changed skips every stage, a changed param reruns only what depends
@@ -45,7 +45,7 @@ from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 from rcdistill.config import Params, load_params  # noqa: E402
 from rcdistill.tracking import flatten  # noqa: E402
 
-STAGES = ["cache_latents", "distill", "evaluate", "register"]
+STAGES = ["cache_latents", "distill", "consistency", "evaluate", "register"]
 PERMANENT_EXIT_CODES = {1: "quality gate failed", 2: "user error (params or input)"}
 ARTIFACT_KEY = "rcdistill-metrics"
 TAIL_LINES = 40
@@ -90,9 +90,12 @@ class WorkspaceBusy(TimeoutError):
 # ---------------------------------------------------------------- params and overrides
 
 def collect_overrides(rc_prob: float | None, steps: int | None, student: str | None,
-                      overrides: dict[str, Any] | None) -> dict[str, Any]:
+                      overrides: dict[str, Any] | None, consistency_rc_prob: float | None = None,
+                      consistency_steps: int | None = None, consistency_init: str | None = None) -> dict[str, Any]:
     out = dict(overrides or {})
-    for key, value in {"distill.rc_prob": rc_prob, "distill.steps": steps, "distill.student": student}.items():
+    for key, value in {"distill.rc_prob": rc_prob, "distill.steps": steps, "distill.student": student,
+                       "consistency.rc_prob": consistency_rc_prob, "consistency.steps": consistency_steps,
+                       "consistency.init": consistency_init}.items():
         if value is not None:
             out[key] = value
     return out
@@ -395,6 +398,10 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
         if "champion_version" in reg:
             md += [f"| champion version | {_fmt(reg['champion_version']) if reg['champion_version'] is not None else '-'} |",
                    f"| promoted | {_fmt(reg.get('promoted', '-'))} |", f"| gate | {_fmt(reg.get('reason', '-'))} |"]
+        fast = reg.get("student_fast")
+        if isinstance(fast, dict):
+            md += [f"| few-step model | `{fast.get('model_name', '-')}` version **{fast.get('version', '-')}**, "
+                   f"champion v{_fmt(fast.get('champion_version'))} |", f"| few-step gate | {_fmt(fast.get('reason', '-'))} |"]
     md += ["", "## Metrics", ""]
     if not metrics:
         md += ["no metrics file yet"]
@@ -407,7 +414,8 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
 
 # ---------------------------------------------------------------- the flow
 
-@flow(name="rcdistill", description="DVC-driven distillation pipeline: cache_latents, distill, evaluate, register")
+@flow(name="rcdistill",
+      description="DVC-driven distillation pipeline: cache_latents, distill, consistency, evaluate, register")
 def rcdistill(
     workspace: str = str(REPO),
     rc_prob: float | None = None,
@@ -415,11 +423,15 @@ def rcdistill(
     student: str | None = None,
     overrides: dict[str, Any] | None = None,
     stages: list[str] = STAGES,
+    consistency_rc_prob: float | None = None,
+    consistency_steps: int | None = None,
+    consistency_init: str | None = None,
     wait_s: float | None = None,
 ) -> dict[str, Any]:
     """Reproduce `stages` with DVC in `workspace`.
 
     rc_prob / steps / student: shorthands for distill.rc_prob / distill.steps / distill.student;
+    consistency_rc_prob / consistency_steps / consistency_init: the same for the few-step stage;
     overrides: any dotted params keys, e.g. {"distill.lr": 0.002}. wait_s: how long to wait for
     another run of the same workspace to finish (None: as long as it takes).
     """
@@ -428,7 +440,8 @@ def rcdistill(
     for name in ("dvc.yaml", "params.yaml", ".dvc"):
         if not (ws / name).exists():
             raise FileNotFoundError(f"{ws} is not a DVC workspace of this project: {name} is missing")
-    wanted = collect_overrides(rc_prob, steps, student, overrides)
+    wanted = collect_overrides(rc_prob, steps, student, overrides, consistency_rc_prob, consistency_steps,
+                               consistency_init)
     p = load_params(ws / "params.yaml", wanted)  # ParamsError: one line, before anything is written
     missing = [s for s in stages if s not in dvc_stages(ws)]
     if missing:
@@ -503,11 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rc-prob", type=float)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--student")
+    ap.add_argument("--consistency-rc-prob", type=float)
+    ap.add_argument("--consistency-steps", type=int)
+    ap.add_argument("--consistency-init", choices=["student", "teacher"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any params key, repeatable")
     ap.add_argument("--stages", nargs="+", default=STAGES)
     args = ap.parse_args(argv)
     state = rcdistill(workspace=args.workspace, rc_prob=args.rc_prob, steps=args.steps, student=args.student,
-                      overrides=_parse_set(args.set), stages=args.stages, return_state=True)
+                      overrides=_parse_set(args.set), stages=args.stages,
+                      consistency_rc_prob=args.consistency_rc_prob, consistency_steps=args.consistency_steps,
+                      consistency_init=args.consistency_init, return_state=True)
     print(f"flow run finished: {state.type.value}: {state.message or ''}".splitlines()[0])
     return 0 if state.is_completed() else 1
 

@@ -28,9 +28,11 @@ TINY = {
     },
     "cache": {"shard_size": 8},
     "distill": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1},
+    "consistency": {"steps": 3, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
+                    "num_ddim_timesteps": 10, "time_cond_proj_dim": 16, "default_steps": 2},
     "evaluate": {"eval_per_set": 8, "reference_per_prompt": 2, "kid_subsets": 10, "latency_repeats": 1,
-                 "grid_prompts": 4},
-    "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}},
+                 "grid_prompts": 4, "steps": {"teacher": [4, 2], "student": [4, 2], "student_fast": [1, 2]}},
+    "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}, "fast_gate": {"min": {}, "max": {}, "vs_champion": {}}},
 }
 
 

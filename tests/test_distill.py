@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from rcdistill.config import DistillParams
-from rcdistill.distill.loop import checkpoints, distill
+from rcdistill.distill.kd import distill
+from rcdistill.distill.loop import checkpoints
 from rcdistill.sampling import load_pipeline
 
 

@@ -3,6 +3,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -52,22 +53,53 @@ def test_world_clip_fid_ranks_renders_above_blank_images():
 
 def test_evaluate_stage_writes_metrics_plots_and_side_by_side_grids(tiny_project):
     m = json.loads((tiny_project / "metrics/evaluate.json").read_text())
+    # tiny params: teacher and student at 4 and 2 DDIM steps (default 4), the few-step student at 2 and 1 (default 2)
+    expected_steps = {"teacher": ["4", "2"], "student": ["4", "2"], "student_fast": ["2", "1"]}
+    for model, counts in expected_steps.items():
+        assert set(m[model]["steps"]) == set(counts), (model, list(m[model]["steps"]))
+        for n in counts:
+            entry = m[model]["steps"][n]
+            assert entry["ms_per_image"] > 0
+            for split in ("seen", "unseen"):
+                assert {"fid", "kid", "clip_score", "shape", "colour", "size", "position"} <= set(entry[split])
+                assert all(0 <= entry[split][a] <= 1 for a in ATTRIBUTES)
+        default = m[model]["steps"][str(m[model]["default_steps"])]
+        assert m[model]["unseen"] == default["unseen"] and m[model]["unet_params"] > 0  # top level: default steps
     for model in ("teacher", "student"):
-        for split in ("seen", "unseen"):
-            assert {"fid", "kid", "clip_score", "shape", "colour", "size", "position"} <= set(m[model][split])
-            assert all(0 <= m[model][split][a] <= 1 for a in ATTRIBUTES)
-        assert m[model]["ms_per_unet_step"] > 0 and m[model]["s_per_image"] > 0 and m[model]["unet_params"] > 0
-    assert 0 < m["student"]["param_ratio"] < 1
+        assert m[model]["ms_per_unet_step"] > 0 and m[model]["s_per_image"] > 0
+    assert m["student_fast"]["default_steps"] == 2
+    assert 0 < m["student"]["param_ratio"] < 1 and m["student_fast"]["param_ratio"] > m["student"]["param_ratio"]
+    assert m["student_fast_vs_teacher"]["ms_per_image"] == pytest.approx(
+        m["student_fast"]["ms_per_image"] / m["teacher"]["ms_per_image"])
     rows = list(csv.DictReader((tiny_project / "plots/concept_accuracy.csv").open()))
-    assert rows and {"concept", "teacher", "student"} == set(rows[0])
+    assert rows and {"concept", "teacher", "student", "student_fast"} == set(rows[0])
     assert any(r["concept"] == "unseen shape=triangle" for r in rows)
+    curve = list(csv.DictReader((tiny_project / "plots/quality_vs_steps.csv").open()))
+    assert [int(r["steps"]) for r in curve] == [1, 2, 4]
+    assert curve[0]["teacher_unseen_shape"] == "" and curve[0]["student_fast_unseen_shape"] != ""
+    assert float(curve[2]["student_unseen_shape"]) == pytest.approx(m["student"]["unseen"]["shape"], abs=1e-5)
     w, h = Image.open(tiny_project / "reports/grid_seen.png").size
-    assert w == 3 * (4 * 34 + 2) and h == 3 * (2 * 34 + 2)  # 4 prompts, teacher row over student row
-    assert "top row: teacher" in (tiny_project / "reports/grid_seen.txt").read_text()
+    assert w == 3 * (4 * 34 + 2) and h == 3 * (3 * 34 + 2)  # 4 prompts; teacher, student, few-step student rows
+    assert "rows, top to bottom: teacher (4 steps) / student (4 steps) / student_fast (2 steps)" in \
+        (tiny_project / "reports/grid_seen.txt").read_text()
     loss = list(csv.DictReader((tiny_project / "plots/distill_loss.csv").open()))
     assert [int(r["step"]) for r in loss] == [1, 2, 3, 4] and all(float(r["total"]) > 0 for r in loss)
+    fast_loss = list(csv.DictReader((tiny_project / "plots/consistency_loss.csv").open()))
+    assert [int(r["step"]) for r in fast_loss] == [1, 2, 3] and all(float(r["total"]) > 0 for r in fast_loss)
 
 
+def test_fewest_steps_reads_the_sweep():
+    from rcdistill.evaluate.report import fewest_steps
+
+    def entry(shape):
+        return {"seen": {"shape": shape, "colour": 1.0}, "unseen": {"shape": shape, "colour": 1.0}}
+
+    model = {**entry(0.9), "steps": {"25": entry(0.9), "15": entry(0.88), "8": entry(0.85), "4": entry(0.5)}}
+    assert fewest_steps(model) == 15  # 0.85 < 0.95 x 0.9
+    model["steps"]["8"] = entry(0.86)
+    assert fewest_steps(model) == 8
+    model["steps"] = {"25": entry(0.9), "4": entry(0.2)}
+    assert fewest_steps(model) == 25
 def test_real_model_judges_refuse_missing_files(workdir):
     import yaml
 

@@ -55,6 +55,27 @@ def test_registered_student_is_champion_and_loads_as_pyfunc_offline(tiny_project
     assert np.abs(direct.permute(0, 2, 3, 1).numpy().astype(int) - images.astype(int)).max() <= 1
 
 
+def test_few_step_student_is_its_own_model_and_samples_with_its_own_defaults(tiny_project):
+    """models:/<fast name>@champion returns few-step LCM images with no params at all."""
+    from rcdistill.sampling import generate, load_pipeline
+
+    result = json.loads((tiny_project / "metrics/register.json").read_text())["student_fast"]
+    assert result["model_name"] == "rcdistill-student-fast" and result["promoted"]
+    mlflow, client = _client(tiny_project)
+    mv = client.get_model_version_by_alias("rcdistill-student-fast", "champion")
+    assert mv.tags["student"] == "bk_small+lcm" and mv.tags["steps"] == "2" and "metric.unseen.shape" in mv.tags
+    assert "Few-step student" in mv.description and "### Across sampling steps" in mv.description
+    model = mlflow.pyfunc.load_model("models:/rcdistill-student-fast@champion")
+    prompts = ["a large red circle in the center", "a small blue square, top left"]
+    images = model.predict(prompts)
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
+    pipe = load_pipeline(str(tiny_project / "models/student_fast"), None)  # its own LCMScheduler
+    direct = generate(pipe, prompts, [0, 1], 2, 3.0)
+    assert np.abs(direct.permute(0, 2, 3, 1).numpy().astype(int) - images.astype(int)).max() <= 1
+    other = generate(pipe, prompts, [0, 1], 1, 3.0)  # and the default really is 2 steps, not 1
+    assert np.abs(other.permute(0, 2, 3, 1).numpy().astype(int) - images.astype(int)).max() > 1
+
+
 def test_same_student_twice_makes_no_second_version(tiny_project):
     r = rcd("register", cwd=tiny_project)
     assert r.returncode == 0 and "already registered" in r.stdout, r.stderr
@@ -120,3 +141,4 @@ def test_summary_prints_the_headline_numbers(tiny_project):
     r = rcd("summary", cwd=tiny_project)
     assert r.returncode == 0, r.stderr
     assert "unseen shape" in " ".join(r.stdout.split()) and "registry: rcdistill-student v1" in r.stdout
+    assert "registry: rcdistill-student-fast v1" in r.stdout and "student_fast" in r.stdout

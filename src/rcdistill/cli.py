@@ -67,28 +67,37 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_consistency(args) -> int:
+    from .distill.consistency_stage import run_consistency_stage
+
+    p = _params(args)
+    m = run_consistency_stage(p)
+    check = "; ".join(f"{n} shape {m[n]['shape']:.3f} colour {m[n]['colour']:.3f}" for n in ("seen", "unseen") if n in m)
+    print(f"few-step student written to {p.consistency.out_dir}/ (LCMScheduler, {m['steps']} steps, guidance "
+          f"{m['guidance_scale']} embedded, no CFG pass){': ' + check if check else ''}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate.stage import run_evaluate_stage
+    from .summary import summary_lines
 
-    m = run_evaluate_stage(_params(args))
-    t, s = m["teacher"], m["student"]
-    for name in ("seen", "unseen"):
-        if name in t:
-            keys = [k for k in ("shape", "colour", "fid", "clip_score") if k in t[name]]
-            print(f"{name:>6}: " + "  ".join(f"{k} {t[name][k]:.3f} -> {s[name][k]:.3f}" for k in keys))
-    print(f"UNet: {s['unet_params'] / 1e6:.2f}M vs {t['unet_params'] / 1e6:.2f}M parameters; "
-          f"{s['ms_per_unet_step']:.1f} vs {t['ms_per_unet_step']:.1f} ms per step ({s['unet_step_ratio']:.2f}x); "
-          "metrics/evaluate.json, grids in " + _params(args).evaluate.out_dir + "/")
+    p = _params(args)
+    run_evaluate_stage(p)
+    print("\n".join(line for line in summary_lines() if not line.startswith("registry:")))
+    print(f"metrics/evaluate.json, plots/quality_vs_steps.csv, grids in {p.evaluate.out_dir}/")
     return 0
 
 
 def cmd_register(args) -> int:
     from .registry.stage import run_register_stage
 
-    r = run_register_stage(_params(args))
-    what = "registered as new version" if r["new_version"] else "already registered as version"
-    print(f"{r['model_name']}: {what} {r['version']} (alias challenger); "
-          + (f"promoted to champion: {r['reason']}" if r["promoted"] else f"not promoted: {r['reason']}"))
+    result = run_register_stage(_params(args))
+    for r in (result, result.get("student_fast")):
+        if r:
+            what = "registered as new version" if r["new_version"] else "already registered as version"
+            print(f"{r['model_name']}: {what} {r['version']} (alias challenger); "
+                  + (f"promoted to champion: {r['reason']}" if r["promoted"] else f"not promoted: {r['reason']}"))
     return 0
 
 
@@ -96,9 +105,10 @@ def cmd_promote(args) -> int:
     from .registry.stage import promote
 
     p = _params(args)
-    version, decision = promote(p, args.version, args.force)
+    version, decision = promote(p, args.version, args.force, "student_fast" if args.fast else "student")
     verdict = "champion" if decision.promote else "not promoted"
-    print(f"{p.registry.model_name} v{version}: {verdict}: {decision.reason}")
+    name = p.registry.fast_model_name if args.fast else p.registry.model_name
+    print(f"{name} v{version}: {verdict}: {decision.reason}")
     return 0 if decision.promote else 1
 
 
@@ -134,14 +144,16 @@ def cmd_students(args) -> int:
 
 def cmd_sample(args) -> int:
     from .images import grid
-    from .sampling import generate, load_pipeline
+    from .sampling import folder_defaults, generate, load_pipeline
 
     if not Path(args.model).is_dir():
         raise UserError(f"--model {args.model}: not a pipeline folder")
     p = load_params(args.params) if Path(args.params).exists() else None
-    steps = args.steps or (p.sampling.steps if p else 25)
-    guidance = args.guidance if args.guidance is not None else (p.sampling.guidance_scale if p else 7.5)
-    pipe = load_pipeline(args.model, args.scheduler or (p.sampling.scheduler if p else "ddim"))
+    own = folder_defaults(args.model)  # a few-step student brings its steps, guidance and scheduler
+    steps = args.steps or own.get("steps") or (p.sampling.steps if p else 25)
+    guidance = next(g for g in (args.guidance, own.get("guidance_scale"), p.sampling.guidance_scale if p else 7.5)
+                    if g is not None)
+    pipe = load_pipeline(args.model, args.scheduler or (None if own else p.sampling.scheduler if p else "ddim"))
     prompts = [pr for pr in args.prompts for _ in range(args.per_prompt)]
     seeds = [args.seed + i for i in range(len(prompts))]
     images = generate(pipe, prompts, seeds, steps, guidance)
@@ -170,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
     cl.set_defaults(fn=cmd_cache_latents)
     sub.add_parser("distill", help="stage: Random Conditioning distillation into a student").set_defaults(fn=cmd_distill)
+    sub.add_parser("consistency", help="stage: few-step student by latent consistency distillation with RC"
+                   ).set_defaults(fn=cmd_consistency)
     sub.add_parser("evaluate", help="stage: teacher vs student on the seen and unseen eval sets").set_defaults(
         fn=cmd_evaluate)
     sub.add_parser("register", help="stage: register the student in MLflow, gate its promotion").set_defaults(
@@ -177,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm = sub.add_parser("promote", help="run the promotion gate by hand for a registered version")
     pm.add_argument("--version", help="model version (default: the challenger)")
     pm.add_argument("--force", action="store_true", help="skip the gate")
+    pm.add_argument("--fast", action="store_true", help="the few-step student's model (registry.fast_model_name)")
     pm.set_defaults(fn=cmd_promote)
     sub.add_parser("summary", help="headline numbers from metrics/ (teacher vs student, registry)").set_defaults(
         fn=cmd_summary)
@@ -192,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--steps", type=int)
     sp.add_argument("--guidance", type=float)
-    sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm"])
+    sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm", "lcm"])
     sp.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the output")
     sp.set_defaults(fn=cmd_sample)
     return ap

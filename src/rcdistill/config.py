@@ -154,10 +154,10 @@ class LossWeights(Strict):
     feat: float = Field(1.0, ge=0)
 
 
-class DistillParams(Strict):
-    student: str = "bk_small"
+class TrainLoopParams(Strict):
+    """What every training loop over the latent cache shares (src/rcdistill/distill/loop.py)."""
     out_dir: str = "models/student"
-    work_dir: str = "outputs/distill"
+    work_dir: str = "outputs/distill"    # checkpoints; a killed run resumes from the newest
     seed: int = 4
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -168,9 +168,6 @@ class DistillParams(Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     rc_prob: float = Field(0.5, ge=0, le=1)
     drop_text: float = Field(0.1, ge=0, le=1)
-    timestep_sampler: Literal["uniform", "exp"] = "exp"
-    exp_lambda: float = Field(5.0, gt=0)
-    loss: LossWeights = LossWeights()
     ema: bool = True
     ema_decay: float = Field(0.999, ge=0, lt=1)
     checkpoint_every: int = Field(250, ge=1)
@@ -189,6 +186,13 @@ class DistillParams(Strict):
             return {"mixed_precision": "no", "text_embeds": "off"}[info.field_name]
         return v
 
+
+class DistillParams(TrainLoopParams):
+    student: str = "bk_small"
+    timestep_sampler: Literal["uniform", "exp"] = "exp"
+    exp_lambda: float = Field(5.0, gt=0)
+    loss: LossWeights = LossWeights()
+
     @field_validator("student")
     @classmethod
     def _known_student(cls, v: str) -> str:
@@ -199,7 +203,35 @@ class DistillParams(Strict):
         return v
 
 
+class ConsistencyParams(TrainLoopParams):
+    """Latent consistency distillation from the frozen teacher, on cached latents and RC texts."""
+    out_dir: str = "models/student_fast"
+    work_dir: str = "outputs/consistency"
+    init: Literal["student", "teacher"] = "student"   # start from the RC student or from the teacher UNet
+    num_ddim_timesteps: int = Field(50, ge=2, le=1000)  # the solver's grid: skip k = T // num_ddim_timesteps
+    w_min: float = Field(1.0, ge=0)       # guidance w (teacher: cond + w (cond - uncond)), drawn uniformly
+    w_max: float = Field(3.0, ge=0)
+    time_cond_proj_dim: int = Field(256, ge=2, multiple_of=2)  # the guidance embedding's width
+    huber_c: float = Field(1e-3, gt=0)
+    default_steps: int = Field(4, ge=1, le=50)          # what the saved pipeline and its registry model use
+    guidance_scale: float = Field(3.0, ge=1.0, le=50.0)  # embedded as w = guidance_scale - 1, no CFG pass
+    lr: float = Field(1e-4, gt=0, le=1)
+    steps: int = Field(600, ge=1)
+    ema_decay: float = Field(0.95, ge=0, lt=1)          # the EMA is the target network (LCM: 0.95)
+
+    @model_validator(mode="after")
+    def _w_range(self):
+        if self.w_min > self.w_max:
+            raise ValueError(f"consistency.w_min {self.w_min} is above consistency.w_max {self.w_max}")
+        if not self.ema:
+            raise ValueError("consistency.ema must be true: the EMA copy is the consistency target network")
+        return self
+
+
 # ---------------------------------------------------------------- evaluation, registry, orchestration
+EVAL_MODELS = ("teacher", "student", "student_fast")
+
+
 class EvaluateParams(Strict):
     out_dir: str = "reports"              # sample grids (teacher and student side by side)
     eval_per_set: int = Field(120, ge=4, le=100_000)
@@ -212,6 +244,21 @@ class EvaluateParams(Strict):
     kid_subsets: int = Field(100, ge=1)
     latency_repeats: int = Field(5, ge=1, le=1000)
     grid_prompts: int = Field(10, ge=1, le=100)
+    # sampling steps per model (teacher and student: the `sampling` scheduler; student_fast: its LCM
+    # scheduler); an empty list leaves the model out. Each model's own default is always sampled.
+    steps: dict[str, list[int]] = Field(default_factory=lambda: {
+        "teacher": [25, 4], "student": [25, 15, 8, 4], "student_fast": [1, 2, 4, 8]})
+
+    @field_validator("steps")
+    @classmethod
+    def _known_models_and_counts(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for model, counts in v.items():
+            if model not in EVAL_MODELS:
+                raise ValueError(f"unknown model {model!r}; allowed: {', '.join(EVAL_MODELS)}")
+            for n in counts:
+                if not 1 <= n <= 1000:
+                    raise ValueError(f"{model}: {n} sampling steps is outside 1..1000")
+        return {m: sorted(set(c), reverse=True) for m, c in v.items()}
 
     @model_validator(mode="after")
     def _inception_file(self):
@@ -233,10 +280,23 @@ class GateRules(Strict):
     vs_champion: dict[str, float] = Field(default_factory=dict)
 
 
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
 class RegisterParams(Strict):
-    model_name: str = Field("rcdistill-student", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    model_name: str = Field("rcdistill-student", min_length=1, pattern=MODEL_NAME)
     promote: bool = True                  # run the gate after registering (else: challenger only)
     gate: GateRules = GateRules()
+    # the few-step (consistency) student: its own registered model and gate, on its metrics at its
+    # default steps (e.g. `unseen.shape` at 4 LCM steps, `ms_per_image`, `image_time_ratio`)
+    fast_model_name: str = Field("rcdistill-student-fast", min_length=1, pattern=MODEL_NAME)
+    fast_gate: GateRules = GateRules()
+
+    @model_validator(mode="after")
+    def _two_names(self):
+        if self.fast_model_name == self.model_name:
+            raise ValueError("registry.fast_model_name must differ from registry.model_name")
+        return self
 
 
 class OrchestrationParams(Strict):
@@ -274,6 +334,7 @@ class Params(Strict):
     teacher: TeacherParams = TeacherParams()
     cache: CacheParams = CacheParams()
     distill: DistillParams = DistillParams()
+    consistency: ConsistencyParams = ConsistencyParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegisterParams = RegisterParams()
     orchestration: OrchestrationParams = OrchestrationParams()

@@ -1,11 +1,15 @@
 """Load any StableDiffusionPipeline folder (or hub id) offline and sample it in seeded batches."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from diffusers import (
     DDIMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
 )
@@ -16,20 +20,31 @@ SCHEDULERS = {
     "dpm": DPMSolverMultistepScheduler,
     "euler": EulerDiscreteScheduler,
     "pndm": PNDMScheduler,
+    "lcm": LCMScheduler,
 }
+# A pipeline folder's own sampling defaults (steps, guidance_scale), e.g. a few-step student's.
+DEFAULTS_FILE = "rcdistill_sampling.json"
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_pipeline(path: str, scheduler: str = "ddim", dtype: torch.dtype | None = None) -> StableDiffusionPipeline:
+def load_pipeline(path: str, scheduler: str | None = "ddim", dtype: torch.dtype | None = None) -> StableDiffusionPipeline:
+    """scheduler=None keeps the one saved in the folder (e.g. a consistency student's LCMScheduler)."""
     pipe = StableDiffusionPipeline.from_pretrained(
         path, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype, local_files_only=True
     )
-    pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+    if scheduler is not None:
+        pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device())
+
+
+def folder_defaults(path: str | Path) -> dict:
+    """{steps, guidance_scale} a pipeline folder asks to be sampled with, or {} when it says nothing."""
+    f = Path(path) / DEFAULTS_FILE
+    return json.loads(f.read_text()) if f.exists() else {}
 
 
 def image_size(pipe: StableDiffusionPipeline) -> int:

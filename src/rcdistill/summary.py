@@ -4,28 +4,45 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+MODELS = ("teacher", "student", "student_fast")
+
 
 def _load(path: str) -> dict:
     p = Path(path)
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def _registry_line(reg: dict) -> str:
+    verdict = "champion" if reg["promoted"] else "challenger only"
+    return (f"registry: {reg['model_name']} v{reg['version']} -> {verdict} ({reg['reason']}); "
+            f"champion is v{reg['champion_version']}")
+
+
 def summary_lines() -> list[str]:
-    lines: list[str] = []
     ev, reg = _load("metrics/evaluate.json"), _load("metrics/register.json")
     if not ev:
         return ["no metrics/evaluate.json yet: run `dvc repro`"]
-    t, s = ev["teacher"], ev["student"]
-    lines.append(f"{'set':<7}{'metric':<14}{'teacher':>9}{'student':>9}")
+    models = [m for m in MODELS if m in ev]
+    t = ev["teacher"]
+    lines = [f"{'set':<7}{'metric':<14}" + "".join(f"{m:>14}" for m in models),
+             f"{'':<7}{'(steps)':<14}" + "".join(f"{ev[m].get('default_steps', ''):>14}" for m in models)]
     for set_name in ("seen", "unseen"):
         for key in ("shape", "colour", "fid", "clip_score"):
             if key in t.get(set_name, {}):
-                lines.append(f"{set_name:<7}{key:<14}{t[set_name][key]:>9.3f}{s[set_name][key]:>9.3f}")
-    lines.append(f"{'all':<7}{'UNet params':<14}{t['unet_params'] / 1e6:>8.2f}M{s['unet_params'] / 1e6:>8.2f}M")
-    lines.append(f"{'all':<7}{'ms/UNet call':<14}{t['ms_per_unet_step']:>9.1f}{s['ms_per_unet_step']:>9.1f}"
+                lines.append(f"{set_name:<7}{key:<14}" + "".join(f"{ev[m][set_name][key]:>14.3f}" for m in models))
+    lines.append(f"{'all':<7}{'UNet params':<14}" + "".join(f"{ev[m]['unet_params'] / 1e6:>13.2f}M" for m in models))
+    lines.append(f"{'all':<7}{'ms/image':<14}" + "".join(f"{ev[m]['ms_per_image']:>14.1f}" for m in models))
+    s = ev["student"]
+    lines.append(f"{'all':<7}{'ms/UNet call':<14}{t['ms_per_unet_step']:>14.1f}{s['ms_per_unet_step']:>14.1f}"
                  f"   (student/teacher {s['unet_step_ratio']:.2f}x)")
+    lines.append("unseen shape accuracy by sampling steps:")
+    for m in models:
+        curve = "  ".join(f"{n}: {e['unseen']['shape']:.3f}" for n, e in ev[m]["steps"].items() if "unseen" in e)
+        lines.append(f"  {m:<13}{curve}")
+    if s.get("fewest_steps_95"):
+        lines.append(f"student keeps >= 0.95x its {s['default_steps']}-step accuracy down to {s['fewest_steps_95']} steps")
     if reg:
-        verdict = "champion" if reg["promoted"] else "challenger only"
-        lines.append(f"registry: {reg['model_name']} v{reg['version']} -> {verdict} ({reg['reason']}); "
-                     f"champion is v{reg['champion_version']}")
+        lines.append(_registry_line(reg))
+        if reg.get("student_fast"):
+            lines.append(_registry_line(reg["student_fast"]))
     return lines

@@ -1,9 +1,12 @@
-"""The distillation loop: accelerate, AdamW + warm-up schedule, clipping, EMA, atomic checkpoints, resume.
+"""The training loop every objective shares: accelerate, AdamW + warm-up schedule, clipping, EMA,
+atomic checkpoints, automatic resume, MLflow logging, a progress bar.
 
-Checkpoints are `work_dir/checkpoint-<step>/` (accelerate state: student, optimizer, lr
-schedule, RNG states, EMA and the RC sampler), written to a temp folder and renamed; the
-newest one is picked up automatically, so a killed run resumes where it stopped and ends
-with the same weights as an uninterrupted one.
+What is learned is the objective's business (`kd.KDObjective`: Random Conditioning knowledge
+distillation; `consistency.ConsistencyObjective`: latent consistency distillation); the loop only
+asks it for a loss on each RC batch. Checkpoints are `work_dir/checkpoint-<step>/` (accelerate
+state: student, optimizer, lr schedule, RNG states, EMA and the RC sampler), written to a temp
+folder and renamed; the newest one is picked up automatically, so a killed run resumes where it
+stopped and ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -12,21 +15,31 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..students import build_student, feature_pairs, init_from_teacher
-from .data import RCSampler, TextBank, timestep_weights
-from .losses import distill_losses, prediction_target
-from .taps import FeatureTaps
+from .data import RCBatch, RCSampler, TextBank
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class Objective(Protocol):
+    name: str                   # progress bar label and MLflow prefix (`<name>/loss_total`, ...)
+    student: torch.nn.Module    # the trained network
+    ema_warmup: bool            # diffusers EMAModel warm-up (KD) or a plain ramp to the decay (LCM target)
+
+    def loss(self, batch: RCBatch, cond: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+        """Loss terms for one batch; `total` is optimised. `cond`: the batch texts' encoder states."""
+
+    def sync_target(self, ema: EMAModel | None) -> None:
+        """Called whenever the EMA weights change (start, resume, every step)."""
 
 
 def checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
@@ -53,63 +66,48 @@ def teacher_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
-def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list[str], log=None,
-            stop_after: int | None = None) -> UNet2DConditionModel:
-    """Train a student of `pipe.unet`; returns it (EMA weights when cfg.ema). `stop_after` simulates a kill."""
+def make_accelerator(cfg) -> Accelerator:
+    # AcceleratorState is a process-wide singleton that pins mixed_precision; reset it (the
+    # process group in PartialState stays) so one process can run loops of different precision.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
+    return accelerator
+
+
+def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSampler, bank: TextBank, log=None,
+          stop_after: int | None = None) -> torch.nn.Module:
+    """Optimise `objective.student` for cfg.steps; returns it (EMA weights when cfg.ema).
+    `stop_after` simulates a kill."""
     device = accelerator.device
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-
-    teacher = pipe.unet.eval().requires_grad_(False)
-    student = build_student(teacher.config, cfg.student)
-    init_from_teacher(student, teacher, cfg.student)
-    teacher.to(device, teacher_dtype(cfg.teacher_dtype, device))
-    text_encoder = pipe.text_encoder.eval().requires_grad_(False).to(device)
-    noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # same betas and prediction type
-    pairs = feature_pairs(teacher, student, cfg.student) if cfg.loss.feat > 0 else []
-    t_taps = FeatureTaps(teacher, [t for t, _ in pairs])
-    s_taps = FeatureTaps(student, [s for _, s in pairs])
-
-    ema = EMAModel(student.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3) if cfg.ema else None
+    student = objective.student
+    ema = (EMAModel(student.parameters(), decay=cfg.ema_decay, use_ema_warmup=objective.ema_warmup, power=2 / 3)
+           if cfg.ema else None)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     student, opt, lr_sched = accelerator.prepare(student, opt, lr_sched)
-    num_t = noise_sched.config.num_train_timesteps
-    sampler = RCSampler(latents, captions, rc_pool, cfg.rc_prob, cfg.drop_text,
-                        timestep_weights(cfg.timestep_sampler, num_t, cfg.exp_lambda),
-                        cfg.seed + accelerator.process_index)  # each data-parallel process draws its own batches
+    objective.student = student  # the prepared (e.g. DDP-wrapped) module, so gradients are synchronised
     accelerator.register_for_checkpointing(sampler)
     if ema is not None:
         ema.to(device)
         accelerator.register_for_checkpointing(ema)
-    bank = TextBank(text_encoder, pipe.tokenizer, list(captions) + list(rc_pool), cfg.text_embeds, device)
 
     step = 0
     if found := checkpoints(work_dir):
         step, path = found[-1]
         accelerator.load_state(str(path))
         accelerator.print(f"resuming from {path}")
+    objective.sync_target(ema)
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"distill {cfg.student}", unit="step", mininterval=2,
+    bar = tqdm(total=cfg.steps, initial=step, desc=objective.name, unit="step", mininterval=2,
                disable=not accelerator.is_local_main_process)
     t_last, n_last = time.perf_counter(), 0
     student.train()
     while step < cfg.steps:
         batch = sampler.sample(cfg.batch_size)
-        z0, noise = batch.latents.to(device), batch.noise.to(device)
-        t = batch.timesteps.to(device)
-        cond = bank(batch.texts)
-        noisy = noise_sched.add_noise(z0, noise, t)
-        with torch.no_grad():
-            t_out = teacher(noisy.to(teacher.dtype), t, cond.to(teacher.dtype)).sample
-        t_feats = t_taps.take()
-        with accelerator.autocast():
-            s_out = student(noisy, t, cond).sample
-        s_feats = s_taps.take()
-        losses = distill_losses(s_out, t_out, prediction_target(noise_sched, z0, noise, t), batch.paired.to(device),
-                                s_feats, t_feats, cfg.loss)
+        losses = objective.loss(batch, bank(batch.texts), accelerator.autocast)
         accelerator.backward(losses["total"])
         accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
         opt.step()
@@ -117,6 +115,7 @@ def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list
         opt.zero_grad(set_to_none=True)
         if ema is not None:
             ema.step(student.parameters())
+            objective.sync_target(ema)
         step += 1
         n_last += cfg.batch_size
         bar.update(1)
@@ -126,8 +125,9 @@ def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list
             values = {k: v.item() for k, v in losses.items()}
             bar.set_postfix(loss=f"{values['total']:.4f}", samples_per_s=f"{rate:.0f}")
             if log and accelerator.is_main_process:
-                log({**{f"distill/loss_{k}": v for k, v in values.items()}, "distill/lr": lr_sched.get_last_lr()[0],
-                     "distill/samples_per_s": rate, "distill/paired_frac": batch.paired.float().mean().item()}, step)
+                p = objective.name
+                log({**{f"{p}/loss_{k}": v for k, v in values.items()}, f"{p}/lr": lr_sched.get_last_lr()[0],
+                     f"{p}/samples_per_s": rate, f"{p}/paired_frac": batch.paired.float().mean().item()}, step)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
@@ -135,8 +135,6 @@ def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list
         if stop_after is not None and step >= stop_after:
             break
     bar.close()
-    t_taps.remove()
-    s_taps.remove()
     final = accelerator.unwrap_model(student)
     if ema is not None:
         ema.copy_to(final.parameters())

@@ -19,7 +19,7 @@ from ..evaluators.classifier import load_classifier
 from ..sampling import generate, load_pipeline
 from ..teacher.stage import concept_accuracy
 from ..tracking import stage_run
-from .loop import distill
+from .kd import distill
 
 METRICS_FILE = Path("metrics/distill.json")
 LOSS_PLOT = Path("plots/distill_loss.csv")
@@ -30,8 +30,9 @@ class LossHistory:
     """Loss curve for `dvc plots`, kept in the work dir so a resumed run continues it: a row for a
     step at or before the last one recorded means the run rewound to a checkpoint."""
 
-    def __init__(self, work_dir: str | Path, log):
+    def __init__(self, work_dir: str | Path, log, prefix: str = "distill", fields: tuple[str, ...] = LOSS_FIELDS):
         self.file, self.log = Path(work_dir) / "loss.csv", log
+        self.prefix, self.fields = prefix, fields
         self.rows = list(csv.DictReader(self.file.open())) if self.file.exists() else []
 
     def __call__(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -40,23 +41,24 @@ class LossHistory:
         if step is None:
             return
         self.rows = [r for r in self.rows if int(r["step"]) < step]
-        values = {k.removeprefix("distill/loss_").removeprefix("distill/"): v for k, v in metrics.items()}
-        self.rows.append({"step": step, **{k: f"{values[k]:.6g}" for k in LOSS_FIELDS[1:] if k in values}})
+        p = self.prefix
+        values = {k.removeprefix(f"{p}/loss_").removeprefix(f"{p}/"): v for k, v in metrics.items()}
+        self.rows.append({"step": step, **{k: f"{values[k]:.6g}" for k in self.fields[1:] if k in values}})
         atomic_write_text(self.file, self.csv())
 
     def csv(self) -> str:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, LOSS_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(buf, self.fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(self.rows)
         return buf.getvalue()
 
 
-def _prepare_work_dir(params: Params, cache_identity: dict) -> None:
-    """Checkpoints resume only the same run: other params or another cache start afresh."""
-    work = Path(params.distill.work_dir)
-    ident = {"distill": params.distill.model_dump(exclude={"log_every", "checkpoint_every", "keep_checkpoints"}),
-             "cache": cache_identity}
+def prepare_work_dir(cfg, cache_identity: dict, section: str = "distill", **more) -> None:
+    """Checkpoints resume only the same run: other params, another cache or another init start afresh."""
+    work = Path(cfg.work_dir)
+    ident = {section: cfg.model_dump(exclude={"log_every", "checkpoint_every", "keep_checkpoints"}),
+             "cache": cache_identity, **more}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     stamp = work / "run.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("digest") != digest:
@@ -65,19 +67,59 @@ def _prepare_work_dir(params: Params, cache_identity: dict) -> None:
         atomic_write_json(stamp, {"digest": digest, **ident})
 
 
-def student_pipeline(teacher: StableDiffusionPipeline, unet) -> StableDiffusionPipeline:
-    """The student shares VAE, text encoder, tokenizer and scheduler with its teacher."""
+def student_pipeline(teacher: StableDiffusionPipeline, unet, scheduler=None) -> StableDiffusionPipeline:
+    """The student shares VAE, text encoder, tokenizer and (unless given one) scheduler with its teacher."""
     return StableDiffusionPipeline(vae=teacher.vae, text_encoder=teacher.text_encoder, tokenizer=teacher.tokenizer,
-                                   unet=unet, scheduler=teacher.scheduler, safety_checker=None,
+                                   unet=unet, scheduler=scheduler or teacher.scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+
+
+def training_data(params: Params):
+    """Cached latents, their captions, the RC text pool and the cache's identity."""
+    latents, rows, cache_identity = load_cache(params.cache.out_dir, expect_teacher=params.teacher.path)
+    rc_pool = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "rc.jsonl")]
+    return latents, [r["prompt"] for r in rows], rc_pool, cache_identity
+
+
+def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir: str, metrics: dict, log,
+                         steps: int | None = None, guidance_scale: float | None = None,
+                         extra_files: dict[str, dict] | None = None, label: str = "student") -> None:
+    """Write the pipeline folder atomically, with a first look at its seen/unseen concept accuracy
+    (the evaluate stage does the full report) and a sample sheet; `metrics` gains `seen`/`unseen`."""
+    pipe.set_progress_bar_config(disable=True)
+    s = params.sampling
+    steps, guidance_scale = steps or s.steps, s.guidance_scale if guidance_scale is None else guidance_scale
+    classifier = load_classifier(params.evaluators.out_dir) if params.prompts.source == "world" else None
+    with atomic_dir(out_dir) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        for name, content in (extra_files or {}).items():
+            atomic_write_json(tmp / name, content)
+        samples = []
+        for name in ("seen", "unseen"):
+            rows = read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
+            if not rows:
+                continue
+            if classifier is not None:
+                metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"{label} check ({name})",
+                                                         steps, guidance_scale)
+            else:
+                images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], steps,
+                                  guidance_scale, s.batch_size, desc=f"{label} samples")
+            samples.append(images[:20])
+        if samples:
+            sheet = grid(torch.cat(samples), ncol=10, scale=3)
+            sheet.save(tmp / "samples.png")
+            log.image(sheet, f"{label}_samples.png")
+    for name in ("seen", "unseen"):
+        if name in metrics:
+            log({f"check.{name}.{a}": v for a, v in metrics[name].items()})
+    log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
 
 
 def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
     cfg = params.distill
-    latents, rows, cache_identity = load_cache(params.cache.out_dir, expect_teacher=params.teacher.path)
-    captions = [r["prompt"] for r in rows]
-    rc_pool = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "rc.jsonl")]
-    _prepare_work_dir(params, cache_identity)
+    latents, captions, rc_pool, cache_identity = training_data(params)
+    prepare_work_dir(cfg, cache_identity)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
@@ -87,33 +129,10 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32))
-        pipe.set_progress_bar_config(disable=True)
         metrics = {"student": cfg.student, "student_unet_params": sum(p.numel() for p in unet.parameters()),
                    "teacher_unet_params": n_teacher, "n_cached_latents": len(latents), "rc_prob": cfg.rc_prob}
         metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
         atomic_write_text(LOSS_PLOT, history.csv())
-        classifier = load_classifier(params.evaluators.out_dir) if params.prompts.source == "world" else None
-        with atomic_dir(cfg.out_dir) as tmp:
-            pipe.save_pretrained(tmp, safe_serialization=True)
-            samples = []
-            for name in ("seen", "unseen"):
-                rows = read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
-                if not rows:
-                    continue
-                if classifier is not None:  # a first look; the evaluate stage does the full report
-                    metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"student check ({name})")
-                else:
-                    s = params.sampling
-                    images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], s.steps,
-                                      s.guidance_scale, s.batch_size, desc="student samples")
-                samples.append(images[:20])
-            if samples:
-                sheet = grid(torch.cat(samples), ncol=10, scale=3)
-                sheet.save(tmp / "samples.png")
-                log.image(sheet, "student_samples.png")
-        for name in ("seen", "unseen"):
-            if name in metrics:
-                log({f"check.{name}.{a}": v for a, v in metrics[name].items()})
-        log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        save_checked_student(params, pipe, cfg.out_dir, metrics, log)
         atomic_write_json(METRICS_FILE, {"distill": metrics})
     return metrics

@@ -1,11 +1,10 @@
-"""Stage `evaluate`: teacher and student sampled with the same prompts and seeds on the `seen`
-and `unseen` eval sets; FID/KID against reference images, CLIP score, concept accuracy,
-time per image and per UNet call. Writes metrics/evaluate.json (dvc metrics), per-concept
-accuracy (dvc plots) and side-by-side sample grids."""
+"""Stage `evaluate`: teacher, student and few-step student sampled with the same prompts and seeds
+on the `seen` and `unseen` eval sets, at every step count in `evaluate.steps`; FID/KID against
+reference images, CLIP score, concept accuracy, milliseconds per image (whole pipeline, CFG passes
+counted) and per UNet call. Writes metrics/evaluate.json (dvc metrics), quality against steps and
+per-concept accuracy (dvc plots), and sample grids (one row per model)."""
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 
@@ -15,16 +14,19 @@ from ..config import Params
 from ..errors import UserError
 from ..images import grid, pil_to_u8, resize_u8
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
-from ..sampling import generate, image_size, load_pipeline
+from ..sampling import generate, image_size
 from ..tracking import flatten, stage_run
 from ..world.render import render_attributes
 from .judges import Judges
 from .latency import unet_step_ms
 from .metrics import concept_accuracy, fid, kid, row_labels
+from .models import eval_models
+from .report import concept_csv, fewest_steps, quality_vs_steps_csv, vs_teacher
 
 METRICS_FILE = Path("metrics/evaluate.json")
 CONCEPT_PLOT = Path("plots/concept_accuracy.csv")
-MODELS = ("teacher", "student")
+STEPS_PLOT = Path("plots/quality_vs_steps.csv")
+SETS = ("seen", "unseen")
 
 
 def eval_rows(params: Params, name: str) -> list[dict]:
@@ -65,74 +67,79 @@ def score_set(judges: Judges, params: Params, images: torch.Tensor, rows: list[d
     return m, per_concept
 
 
-def write_concept_plot(per_concept: dict[str, dict[str, dict[str, float]]]) -> None:
-    """One row per (set, concept) with teacher and student accuracy side by side."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["concept", *MODELS])
-    for set_name, concepts in per_concept["teacher"].items():
-        for concept, acc in concepts.items():
-            w.writerow([f"{set_name} {concept}", f"{acc:.4f}", f"{per_concept['student'][set_name][concept]:.4f}"])
-    atomic_write_text(CONCEPT_PLOT, buf.getvalue())
-
-
 def run_evaluate_stage(params: Params) -> dict:
     cfg, s = params.evaluate, params.sampling
-    pipes = {"teacher": load_pipeline(params.teacher.path, s.scheduler),
-             "student": load_pipeline(params.distill.out_dir, s.scheduler)}
+    models = eval_models(params)
+    pipes = {m.name: m.load() for m in models}
     size = image_size(pipes["teacher"])
-    if image_size(pipes["student"]) != size:
-        raise UserError(f"{params.distill.out_dir}: student image size differs from the teacher's")
+    for name, pipe in pipes.items():
+        if image_size(pipe) != size:
+            raise UserError(f"{name}: image size {image_size(pipe)} differs from the teacher's {size}")
     judges = Judges(params)
-    results: dict[str, dict] = {m: {} for m in MODELS}
-    per_concept: dict[str, dict] = {m: {} for m in MODELS}
-    wall = {m: 0.0 for m in MODELS}
-    count = 0
-    rows_by_set = {name: eval_rows(params, name) for name in ("seen", "unseen")}
-    with stage_run(params, "evaluate", ("evaluate", "sampling", "world")) as log, atomic_dir(cfg.out_dir) as tmp:
-        sheets = []
+    rows_by_set = {name: rows for name in SETS if (rows := eval_rows(params, name))}
+    ref_feats = {}
+    for set_name, rows in rows_by_set.items():
+        refs = reference_images(params, rows, size)
+        ref_feats[set_name] = judges.features(refs) if (refs is not None and judges.features is not None) else None
+    results: dict[str, dict] = {m.name: {"steps": {}} for m in models}
+    per_concept: dict[str, dict] = {}
+    grid_rows: dict[str, list[torch.Tensor]] = {set_name: [] for set_name in rows_by_set}
+    k = min([cfg.grid_prompts, *(len(r) for r in rows_by_set.values())])
+    with stage_run(params, "evaluate", ("evaluate", "sampling", "world", "consistency")) as log, \
+            atomic_dir(cfg.out_dir) as tmp:
+        for m in models:
+            pipe = pipes[m.name]
+            generate(pipe, ["warm-up"], [0], 1, m.guidance_scale, desc=f"{m.name} warm-up")  # first-call costs
+            for n in m.steps:
+                entry, wall, count = {}, 0.0, 0
+                for set_name, rows in rows_by_set.items():
+                    t0 = time.perf_counter()
+                    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], n,
+                                      m.guidance_scale, s.batch_size, desc=f"{m.name} {n} steps ({set_name})")
+                    wall, count = wall + time.perf_counter() - t0, count + len(rows)
+                    if ref_feats[set_name] is None and m.name == "teacher" and judges.features is not None:
+                        ref_feats[set_name] = judges.features(images)  # real model, no references: FID to the teacher
+                    entry[set_name], concepts = score_set(judges, params, images, rows, ref_feats[set_name])
+                    if n == m.default_steps:
+                        per_concept.setdefault(m.name, {})[set_name] = concepts
+                        grid_rows[set_name].append(images[:k])
+                entry["ms_per_image"] = 1000 * wall / max(count, 1)
+                results[m.name]["steps"][str(n)] = entry
+            ref = results[m.name]["steps"][str(m.default_steps)]
+            results[m.name].update({**ref, "default_steps": m.default_steps,
+                                    "unet_params": sum(p.numel() for p in pipe.unet.parameters())})
+
+        order = " / ".join(f"{m.name} ({m.default_steps} steps)" for m in models)
         for set_name, rows in rows_by_set.items():
-            if not rows:
-                continue
-            refs = reference_images(params, rows, size)
-            ref_feats = judges.features(refs) if (refs is not None and judges.features is not None) else None
-            images = {}
-            for m, pipe in pipes.items():
-                t0 = time.perf_counter()
-                images[m] = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], s.steps,
-                                     s.guidance_scale, s.batch_size, desc=f"{m} ({set_name})")
-                wall[m] += time.perf_counter() - t0
-                if refs is None and m == "teacher":  # real model, no reference folder: FID to the teacher
-                    ref_feats = judges.features(images[m]) if judges.features is not None else None
-                results[m][set_name], per_concept[m][set_name] = score_set(judges, params, images[m], rows, ref_feats)
-            count += len(rows)
-            k = min(cfg.grid_prompts, len(rows))
-            pair = torch.cat([images["teacher"][:k], images["student"][:k]])
-            sheet = grid(pair, ncol=k, scale=3)
+            sheet = grid(torch.cat(grid_rows[set_name]), ncol=k, scale=3)
             sheet.save(tmp / f"grid_{set_name}.png")
             log.image(sheet, f"grid_{set_name}.png")
-            sheets.append(pair)
-            atomic_write_text(tmp / f"grid_{set_name}.txt", "top row: teacher, bottom row: student\n"
+            atomic_write_text(tmp / f"grid_{set_name}.txt", f"rows, top to bottom: {order}\n"
                               + "\n".join(f"{i + 1}. {r['text']} (seed {r['seed']})" for i, r in enumerate(rows[:k])))
-        if sheets:
-            grid(torch.cat(sheets), ncol=min(cfg.grid_prompts, len(sheets[0]) // 2), scale=3).save(tmp / "samples.png")
+        if grid_rows:
+            grid(torch.cat([torch.cat(g) for g in grid_rows.values()]), ncol=k, scale=3).save(tmp / "samples.png")
 
         te = pipes["teacher"].text_encoder.config
-        ms = unet_step_ms({m: p.unet for m, p in pipes.items()}, pipes["teacher"].tokenizer.model_max_length,
-                          te.hidden_size, min(s.batch_size, 64), cfg.latency_repeats)
-        for m, pipe in pipes.items():
-            results[m]["unet_params"] = sum(p.numel() for p in pipe.unet.parameters())
+        ms = unet_step_ms({m: pipes[m].unet for m in ("teacher", "student")},
+                          pipes["teacher"].tokenizer.model_max_length, te.hidden_size, min(s.batch_size, 64),
+                          cfg.latency_repeats)
+        t, st = results["teacher"], results["student"]
+        for m in ("teacher", "student"):
             results[m]["ms_per_unet_step"] = ms[m]
-            results[m]["s_per_image"] = wall[m] / max(count, 1)
-        st, tc = results["student"], results["teacher"]
-        st["unet_step_ratio"] = st["ms_per_unet_step"] / tc["ms_per_unet_step"]
-        st["param_ratio"] = st["unet_params"] / tc["unet_params"]
-        st["image_time_ratio"] = st["s_per_image"] / tc["s_per_image"]
-        relative = {f"{set_name}.{k}": st[set_name][k] / v for set_name in rows_by_set if set_name in tc
-                    for k, v in tc[set_name].items() if k in ("shape", "colour") and v > 0}
-        metrics = {"teacher": tc, "student": st, "student_vs_teacher": relative}
-        if per_concept["teacher"]:
-            write_concept_plot(per_concept)
-        log(flatten(metrics))
+            results[m]["s_per_image"] = results[m]["ms_per_image"] / 1000
+        st["unet_step_ratio"] = st["ms_per_unet_step"] / t["ms_per_unet_step"]
+        st["param_ratio"] = st["unet_params"] / t["unet_params"]
+        st["image_time_ratio"] = st["ms_per_image"] / t["ms_per_image"]
+        st["fewest_steps_95"] = fewest_steps(st)
+        metrics = {**results, "student_vs_teacher": vs_teacher(st, t)}
+        if "student_fast" in results:
+            fast = results["student_fast"]
+            fast["param_ratio"] = fast["unet_params"] / t["unet_params"]
+            fast["image_time_ratio"] = fast["ms_per_image"] / t["ms_per_image"]
+            metrics["student_fast_vs_teacher"] = vs_teacher(fast, t)
+        if per_concept.get("teacher", {}) and judges.classifier is not None:
+            atomic_write_text(CONCEPT_PLOT, concept_csv(per_concept))
+        atomic_write_text(STEPS_PLOT, quality_vs_steps_csv(results))
+        log({k: v for k, v in flatten(metrics).items() if isinstance(v, (int, float))})
         atomic_write_json(METRICS_FILE, metrics)
     return metrics

@@ -2,6 +2,8 @@
 
 predict(["a red circle", ...], params={"seed": 0, "steps": 25, "guidance_scale": 3.0})
 returns uint8 images, shape (N, H, W, 3). Image i uses seed + i, so a call is reproducible.
+Steps, guidance and scheduler default to the registered model's own (model_config): DDIM for
+the RC student, the folder's LCMScheduler at 4 steps for the few-step student.
 Self-contained on purpose: MLflow copies this file into the model, and the model needs only
 torch and diffusers to load.
 """
@@ -32,9 +34,11 @@ class StudentPipelineModel(PythonModel):
 
         self.pipe = StableDiffusionPipeline.from_pretrained(
             context.artifacts["pipeline"], safety_checker=None, requires_safety_checker=False, local_files_only=True)
-        self.pipe.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
+        config = dict(context.model_config or {})
+        if config.pop("scheduler", "ddim") == "ddim":  # None: keep the folder's own (a few-step student's LCM)
+            self.pipe.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
         self.pipe.set_progress_bar_config(disable=True)
-        self.defaults = {**DEFAULTS, **(context.model_config or {})}
+        self.defaults = {**DEFAULTS, **config}
 
     def predict(self, context, model_input, params=None):
         p = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}

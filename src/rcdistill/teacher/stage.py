@@ -37,10 +37,12 @@ def eval_labels(rows: list[dict]) -> dict[str, torch.Tensor]:
     return {a: torch.tensor([ATTRIBUTES[a].index(r[a]) for r in rows]) for a in ATTRIBUTES}
 
 
-def concept_accuracy(pipe, rows: list[dict], classifier, params: Params, desc: str) -> tuple[dict[str, float], torch.Tensor]:
+def concept_accuracy(pipe, rows: list[dict], classifier, params: Params, desc: str, steps: int | None = None,
+                     guidance_scale: float | None = None) -> tuple[dict[str, float], torch.Tensor]:
+    """Classifier accuracy per attribute on samples of `pipe` (default: the `sampling` settings)."""
     s = params.sampling
-    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], s.steps, s.guidance_scale,
-                      s.batch_size, desc=desc)
+    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], steps or s.steps,
+                      s.guidance_scale if guidance_scale is None else guidance_scale, s.batch_size, desc=desc)
     return accuracy(classifier.predict(images), eval_labels(rows)), images
 
 

@@ -1,0 +1,138 @@
+"""Latent consistency distillation (LCM) with Random Conditioning: a few-step student, no images.
+
+Each batch: cached teacher latents z0 noised to a DDIM-solver start step t_{n+k} (k = T /
+num_ddim_timesteps), texts from the RC sampler (caption, or a random RC-pool text, or ""). The
+frozen teacher runs with and without the text, mixes them with a guidance w ~ U[w_min, w_max]
+and takes one DDIM step to t_n. The student sees (x_{t_{n+k}}, t_{n+k}, w) and must agree with
+the EMA target network at (x_{t_n}, t_n, w); both outputs go through the boundary scalings
+c_skip/c_out (so f(x, 0) = x), Huber loss. w enters the UNet through `time_cond_proj_dim`, so the
+student needs no CFG pass when it samples with LCMScheduler.
+"""
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+from .data import RCBatch, RCSampler, TextBank
+from .loop import make_accelerator, teacher_dtype, train
+
+
+def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
+    # the very function StableDiffusionPipeline applies to (guidance_scale - 1) when the UNet has a
+    # time_cond_proj_dim; it does not use `self`
+    return StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim)
+
+
+def with_guidance_input(unet: UNet2DConditionModel, dim: int) -> UNet2DConditionModel:
+    """A copy of `unet` with a guidance embedding input, which starts at zero (so it starts as `unet`)."""
+    cfg = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    new = UNet2DConditionModel.from_config({**cfg, "time_cond_proj_dim": dim})
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("time_embedding.cond_proj") for k in missing):
+        raise ValueError(f"cannot add a guidance input: missing {missing}, unexpected {unexpected}")
+    torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    return new
+
+
+def lcm_scheduler(scheduler_config, num_ddim_timesteps: int) -> LCMScheduler:
+    """The sampler of a consistency student: same betas and prediction type, the solver's grid."""
+    return LCMScheduler.from_config(scheduler_config, original_inference_steps=num_ddim_timesteps)
+
+
+def _x0_and_eps(kind: str, out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+    """Clean latent and noise implied by a UNet output of the scheduler's prediction type."""
+    if kind == "epsilon":
+        return (x - sigma * out) / alpha, out
+    if kind == "v_prediction":
+        return alpha * x - sigma * out, alpha * out + sigma * x
+    if kind == "sample":
+        return out, (x - alpha * out) / sigma
+    raise ValueError(f"unsupported prediction_type {kind!r}")
+
+
+def huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+    return (torch.sqrt((a.float() - b.float()) ** 2 + c ** 2) - c).mean()
+
+
+class ConsistencyObjective:
+    name = "consistency"
+    ema_warmup = False  # the target network's EMA ramps straight to its decay (LCM: 0.95)
+
+    def __init__(self, cfg, teacher: UNet2DConditionModel, init: UNet2DConditionModel, scheduler_config,
+                 uncond: torch.Tensor, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.teacher = teacher.eval().requires_grad_(False).to(device, teacher_dtype(cfg.teacher_dtype, device))
+        self.student = with_guidance_input(init, cfg.time_cond_proj_dim)
+        self.target = with_guidance_input(init, cfg.time_cond_proj_dim).eval().requires_grad_(False).to(device)
+        noise = DDPMScheduler.from_config(scheduler_config)
+        self.kind = noise.config.prediction_type
+        self.boundary = lcm_scheduler(scheduler_config, cfg.num_ddim_timesteps)
+        num_t = noise.config.num_train_timesteps
+        self.skip = num_t // cfg.num_ddim_timesteps
+        # the DDIM solver's grid, as LCMScheduler builds it: t_n = (n + 1) k - 1
+        self.solver_t = torch.arange(1, cfg.num_ddim_timesteps + 1, device=device) * self.skip - 1
+        self.alphas = noise.alphas_cumprod.to(device).sqrt()
+        self.sigmas = (1 - noise.alphas_cumprod.to(device)).sqrt()
+        self.uncond = uncond.to(device)
+
+    def _at(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return table[t].view(-1, 1, 1, 1)
+
+    def _boundary(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """f(x, t) = c_skip(t) x + c_out(t) x0(x, t): the consistency function's parametrisation."""
+        x0, _ = _x0_and_eps(self.kind, out.float(), x, self._at(self.alphas, t), self._at(self.sigmas, t))
+        c_skip, c_out = self.boundary.get_scalings_for_boundary_condition_discrete(t)
+        return c_skip.view(-1, 1, 1, 1) * x + c_out.view(-1, 1, 1, 1) * x0
+
+    @torch.no_grad()
+    def solver_step(self, x: torch.Tensor, start: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor,
+                    w: torch.Tensor) -> torch.Tensor:
+        """The teacher's guided DDIM step from `start` to `prev`: cond + w (cond - uncond) on x0 and eps."""
+        b, td = len(x), self.teacher.dtype
+        both = self.teacher(torch.cat([x, x]).to(td), torch.cat([start, start]),
+                            torch.cat([cond, self.uncond.expand_as(cond)]).to(td)).sample.float()
+        a, s = self._at(self.alphas, start), self._at(self.sigmas, start)
+        x0_c, eps_c = _x0_and_eps(self.kind, both[:b], x, a, s)
+        x0_u, eps_u = _x0_and_eps(self.kind, both[b:], x, a, s)
+        x0, eps = x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u)
+        return self._at(self.alphas, prev) * x0 + self._at(self.sigmas, prev) * eps
+
+    def loss(self, batch: RCBatch, cond: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, self.device
+        z0, noise = batch.latents.to(dev), batch.noise.to(dev)
+        n = batch.timesteps.to(dev)                      # solver index of the start step
+        start = self.solver_t[n]
+        prev = (start - self.skip).clamp(min=0)
+        b = len(z0)
+        x = self._at(self.alphas, start) * z0 + self._at(self.sigmas, start) * noise
+        w = cfg.w_min + (cfg.w_max - cfg.w_min) * torch.rand(b)  # global RNG: restored on resume
+        w_emb = guidance_embedding(w, cfg.time_cond_proj_dim).to(dev)
+        w = w.to(dev).view(-1, 1, 1, 1)
+        with torch.no_grad():
+            x_prev = self.solver_step(x, start, prev, cond, w)
+            target = self._boundary(self.target(x_prev, prev, cond, timestep_cond=w_emb).sample, x_prev, prev)
+        with autocast():
+            out = self.student(x, start, cond, timestep_cond=w_emb).sample
+        pred = self._boundary(out, x, start)
+        loss = huber(pred, target, cfg.huber_c)
+        return {"total": loss, "huber": loss.detach(), "mse": torch.nn.functional.mse_loss(pred.float(), target).detach()}
+
+    def sync_target(self, ema) -> None:
+        ema.copy_to(self.target.parameters())
+
+    def close(self) -> None:
+        pass
+
+
+def consistency_distill(cfg, pipe, init_unet: UNet2DConditionModel, latents: torch.Tensor, captions: list[str],
+                        rc_pool: list[str], log=None, stop_after: int | None = None) -> UNet2DConditionModel:
+    """Few-step student of the frozen `pipe.unet`, starting from `init_unet`; returns its EMA (target) weights."""
+    accelerator = make_accelerator(cfg)
+    device = accelerator.device
+    text_encoder = pipe.text_encoder.eval().requires_grad_(False).to(device)
+    bank = TextBank(text_encoder, pipe.tokenizer, list(captions) + list(rc_pool), cfg.text_embeds, device)
+    objective = ConsistencyObjective(cfg, pipe.unet, init_unet, pipe.scheduler.config, bank([""]), device)
+    sampler = RCSampler(latents, captions, rc_pool, cfg.rc_prob, cfg.drop_text,
+                        torch.ones(cfg.num_ddim_timesteps, dtype=torch.float64),  # uniform over solver steps
+                        cfg.seed + accelerator.process_index)
+    return train(accelerator, cfg, objective, sampler, bank, log, stop_after)

@@ -1,0 +1,66 @@
+"""Random Conditioning knowledge distillation (BK-SDM): the student matches the frozen teacher's
+output and stage features on every sample, and the true target on paired samples only."""
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+
+from ..students import build_student, feature_pairs, init_from_teacher
+from .data import RCBatch, RCSampler, TextBank, timestep_weights
+from .loop import make_accelerator, teacher_dtype, train
+from .losses import distill_losses, prediction_target
+from .taps import FeatureTaps
+
+
+class KDObjective:
+    name = "distill"
+    ema_warmup = True
+
+    def __init__(self, cfg, teacher: UNet2DConditionModel, scheduler_config, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.student = build_student(teacher.config, cfg.student)
+        init_from_teacher(self.student, self.teacher, cfg.student)
+        self.teacher.to(device, teacher_dtype(cfg.teacher_dtype, device))
+        self.noise_sched = DDPMScheduler.from_config(scheduler_config)  # same betas and prediction type
+        pairs = feature_pairs(self.teacher, self.student, cfg.student) if cfg.loss.feat > 0 else []
+        self.t_taps = FeatureTaps(self.teacher, [t for t, _ in pairs])
+        self.s_taps = FeatureTaps(self.student, [s for _, s in pairs])
+
+    def loss(self, batch: RCBatch, cond: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
+        z0, noise = batch.latents.to(self.device), batch.noise.to(self.device)
+        t = batch.timesteps.to(self.device)
+        noisy = self.noise_sched.add_noise(z0, noise, t)
+        with torch.no_grad():
+            t_out = self.teacher(noisy.to(self.teacher.dtype), t, cond.to(self.teacher.dtype)).sample
+        t_feats = self.t_taps.take()
+        with autocast():
+            s_out = self.student(noisy, t, cond).sample
+        s_feats = self.s_taps.take()
+        return distill_losses(s_out, t_out, prediction_target(self.noise_sched, z0, noise, t),
+                              batch.paired.to(self.device), s_feats, t_feats, self.cfg.loss)
+
+    def sync_target(self, ema) -> None:
+        pass  # the teacher is the only target
+
+    def close(self) -> None:
+        self.t_taps.remove()
+        self.s_taps.remove()
+
+
+def distill(cfg, pipe, latents: torch.Tensor, captions: list[str], rc_pool: list[str], log=None,
+            stop_after: int | None = None) -> UNet2DConditionModel:
+    """Train a student of `pipe.unet`; returns it (EMA weights when cfg.ema). `stop_after` simulates a kill."""
+    accelerator = make_accelerator(cfg)
+    device = accelerator.device
+    objective = KDObjective(cfg, pipe.unet, pipe.scheduler.config, device)
+    num_t = objective.noise_sched.config.num_train_timesteps
+    sampler = RCSampler(latents, captions, rc_pool, cfg.rc_prob, cfg.drop_text,
+                        timestep_weights(cfg.timestep_sampler, num_t, cfg.exp_lambda),
+                        cfg.seed + accelerator.process_index)  # each data-parallel process draws its own batches
+    text_encoder = pipe.text_encoder.eval().requires_grad_(False).to(device)
+    bank = TextBank(text_encoder, pipe.tokenizer, list(captions) + list(rc_pool), cfg.text_embeds, device)
+    try:
+        return train(accelerator, cfg, objective, sampler, bank, log, stop_after)
+    finally:
+        objective.close()
