@@ -42,8 +42,12 @@ def test_registered_student_is_champion_and_loads_as_pyfunc_offline(tiny_project
     assert result["promoted"] and result["champion_version"] == result["version"]
     mlflow, client = _client(tiny_project)
     mv = client.get_model_version_by_alias("rcdistill-student", "champion")
-    for key in ("git_commit", "student_digest", "param.distill.rc_prob", "metric.unseen.shape"):
+    for key in ("git_commit", "student_digest", "student", "rc_prob", "metric.unseen.shape", "gate"):
         assert key in mv.tags, key
+    assert len(mv.tags) <= 12, sorted(mv.tags)  # readable in the UI; the rest is in the run
+    run = client.get_run(mv.run_id)
+    assert run.data.params["distill.rc_prob"] == str(mv.tags["rc_prob"]) and "model.unseen.shape" in run.data.metrics
+    assert f"get-artifact?path=samples.png&run_uuid={mv.run_id}" in mv.description
     assert "## Metrics" in mv.description and "## Lineage" in mv.description
     artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
     assert {"model_card.md", "samples.png"} <= artifacts

@@ -4,6 +4,8 @@ That torchvision registers kernels for `torchvision::nms`/`qnms` but its CUDA ex
 load on a CPU torch, so the op schemas are missing and `import torchvision` fails. Declaring
 the two schemas first is enough for everything open_clip and clean-fid use. Must run before
 anything imports torchvision; a matching torch/torchvision pair (e.g. CUDA + CUDA) is left alone.
+Self-contained (standard library and torch only): registered models carry this file with them
+(MLflow `code_paths`), so a model server that never imports rcdistill loads them too.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def ensure_torchvision_importable() -> None:
 
     if torch.version.cuda is not None or "+cpu" in tv_version:
         return  # torch and torchvision are built alike: nothing to fix
+    if torch._C._jit_get_schemas_for_operator("torchvision::nms"):
+        return  # another copy of this module (e.g. the one shipped with a registered model) did it
     _library = torch.library.Library("torchvision", "FRAGMENT")
     for schema in _SCHEMAS:
         _library.define(schema)

@@ -62,8 +62,11 @@ def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int]
         # Noise drawn on the CPU from per-sample seeds: identical on every device.
         shape = (pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(pipe.device, pipe.unet.dtype)
+        # the same generators go on to feed any noise a sampler injects between steps (LCM does;
+        # DDIM with eta 0 does not), so every sample stays a function of its own seed
         res = pipe(prompt=prompts[s: s + batch_size], latents=noise, height=size, width=size,
-                   num_inference_steps=steps, guidance_scale=guidance_scale, output_type=output_type)
+                   num_inference_steps=steps, guidance_scale=guidance_scale, output_type=output_type,
+                   generator=gens)
         imgs = res.images
         if output_type == "pt":
             imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8)

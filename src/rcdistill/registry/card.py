@@ -30,8 +30,11 @@ def model_card(entry, version: str, metrics: dict, params: dict, lineage: dict[s
         for n, e in s["steps"].items():
             lines.append(f"| {n} | {_fmt(e.get('seen', {}).get('shape'))} | {_fmt(e.get('unseen', {}).get('shape'))} | "
                          f"{_fmt(e.get('unseen', {}).get('fid'))} | {_fmt(e.get('ms_per_image'))} |")
-    lines += ["", "## Samples", "", "![one row per model (teacher, student, few-step student), seen then unseen]"
-              "(samples.png)", "", "## Lineage", "", f"- git commit: `{git_commit}`", f"- MLflow run: `{run_id}`"]
+    # the MLflow UI shows the description at its root: this relative link is its own artifact endpoint
+    image = f"get-artifact?path=samples.png&run_uuid={run_id}"
+    lines += ["", "## Samples", "", f"![one row per model (teacher, student, few-step student), seen then unseen]({image})",
+              "", "(`samples.png` among the run's artifacts)", "",
+              "## Lineage", "", f"- git commit: `{git_commit}`", f"- MLflow run: `{run_id}`"]
     lines += [f"- `{path}`: DVC md5 `{md5}`" for path, md5 in sorted(lineage.items())]
     lines += ["", "Load it: `mlflow.pyfunc.load_model(\"models:/" + entry.model_name
               + "@champion\").predict([\"a red circle\"])`", ""]

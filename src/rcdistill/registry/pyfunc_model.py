@@ -14,6 +14,12 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+try:  # shipped beside this file (code_paths): lets diffusers import torchvision beside a CPU torch
+    from _torchvision_compat import ensure_torchvision_importable
+except ImportError:  # loaded some other way: the environment must import cleanly by itself
+    def ensure_torchvision_importable() -> None:
+        pass
+
 DEFAULTS = {"seed": 0, "steps": 25, "guidance_scale": 7.5}
 
 
@@ -30,6 +36,7 @@ def _prompts(model_input) -> list[str]:
 
 class StudentPipelineModel(PythonModel):
     def load_context(self, context):
+        ensure_torchvision_importable()
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
         self.pipe = StableDiffusionPipeline.from_pretrained(
@@ -45,12 +52,12 @@ class StudentPipelineModel(PythonModel):
         prompts = _prompts(model_input)
         size = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         shape = (self.pipe.unet.config.in_channels, self.pipe.unet.config.sample_size, self.pipe.unet.config.sample_size)
-        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(p["seed"]) + i))
-                             for i in range(len(prompts))])
-        with torch.no_grad():
+        gens = [torch.Generator().manual_seed(int(p["seed"]) + i) for i in range(len(prompts))]
+        noise = torch.stack([torch.randn(shape, generator=g) for g in gens])
+        with torch.no_grad():  # the generators also feed noise injected between steps (LCM)
             out = self.pipe(prompt=prompts, latents=noise.to(self.pipe.device, self.pipe.unet.dtype), height=size,
                             width=size, num_inference_steps=int(p["steps"]), guidance_scale=float(p["guidance_scale"]),
-                            output_type="np").images
+                            output_type="np", generator=gens).images
         return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 

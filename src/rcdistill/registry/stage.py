@@ -19,6 +19,8 @@ from .lineage import dvc_hashes, folder_digest
 METRICS_FILE = Path("metrics/register.json")
 EVALUATE_METRICS = Path("metrics/evaluate.json")
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+COMPAT_FILE = Path(__file__).parents[1] / "_torchvision_compat.py"  # travels with the model (code_paths)
+HEADLINE_METRICS = ("seen.shape", "unseen.shape", "unseen.fid", "ms_per_image")
 LINEAGE_STAGES = {"student": ("cache_latents", "distill", "evaluate"),
                   "student_fast": ("cache_latents", "distill", "consistency", "evaluate")}
 
@@ -96,7 +98,7 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
         log.artifact(samples)
     return mlflow.pyfunc.log_model(
         name=entry.key, python_model=str(PYFUNC_FILE), artifacts={"pipeline": entry.folder},
-        signature=signature, model_config={**defaults, "scheduler": entry.scheduler},
+        signature=signature, model_config={**defaults, "scheduler": entry.scheduler}, code_paths=[str(COMPAT_FILE)],
         pip_requirements=["mlflow", "torch", "diffusers", "transformers", "numpy"])
 
 
@@ -119,11 +121,12 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
             log({f"teacher.{k}": v for k, v in flatten(metrics["teacher"]).items() if isinstance(v, (int, float))})
             info = _log_model(params, entry, log, model_card(entry, "(new)", metrics, params.model_dump(), lineage,
                                                              commit, run_id), samples if samples.exists() else None)
+            # the full lineage and every param and metric live in the run and the model card; the
+            # version keeps the few tags a user filters by, so aliases and card stay readable in the UI
+            mlflow.set_tags({f"dvc.{path}": md5 for path, md5 in lineage.items()})
+            flat = flatten(metrics[entry.key])
             tags = {"student_digest": digest, "git_commit": commit, **entry.tags(params),
-                    **{f"dvc.{path}": md5 for path, md5 in lineage.items()},
-                    **{f"metric.{k}": f"{v:.6g}" for k, v in flatten(metrics[entry.key]).items()
-                       if isinstance(v, (int, float)) and not k.startswith("steps.")},
-                    **{f"param.{k}": str(v)[:5000] for k, v in flatten(params.model_dump()).items()}}
+                    **{f"metric.{k}": f"{flat[k]:.4g}" for k in HEADLINE_METRICS if isinstance(flat.get(k), (int, float))}}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             client.update_model_version(name, mv.version, description=model_card(
                 entry, mv.version, metrics, params.model_dump(), lineage, commit, run_id))
