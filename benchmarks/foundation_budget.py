@@ -22,7 +22,7 @@ from pathlib import Path
 
 BUDGET_S = 15 * 60
 BUDGET_GB = 6.0
-STAGES = ("prompts", "evaluators", "teacher")
+STAGES = ("prompts", "evaluators", "teacher", "teacher_gate")
 
 
 def run_stage(stage: str, cwd: Path) -> tuple[float, float]:

@@ -39,7 +39,10 @@ def test_teacher_metrics_and_checks_are_written(tiny_project):
     for split in ("seen", "unseen"):
         assert set(m[split]) == {"shape", "colour", "size", "position"}
         assert all(0 <= v <= 1 for v in m[split].values())
-    assert "cond_uncond_gap" in m["checks"] and "vae_recon_colour" in m["checks"]
+    assert m["passed"] is True
+    checks = json.loads((tiny_project / "metrics/teacher_checks.json").read_text())["teacher"]["checks"]
+    assert "cond_uncond_gap" in checks and "vae_recon_colour" in checks
+    assert json.loads((tiny_project / "models/teacher/training_checks.json").read_text()) == checks
     assert (tiny_project / "mlruns/mlflow.db").exists()
 
 
@@ -57,18 +60,46 @@ def test_sample_command_single_and_grid(tiny_project):
     assert r.returncode == 2 and "--model nowhere" in r.stderr
 
 
-def test_failed_gate_fails_the_stage_and_keeps_the_old_teacher(tiny_project):
+def test_failed_gate_stops_the_pipeline_before_the_latent_cache(tiny_project, tmp_path):
+    import shutil
+
     import yaml
 
-    before = {p: p.read_bytes() for p in (tiny_project / "models/teacher/unet").iterdir()}
-    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    project = tmp_path / "p"
+    shutil.copytree(tiny_project, project, ignore=shutil.ignore_patterns("mlruns", "outputs"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
     params["teacher"]["gate"]["shape"] = 1.0
-    params["teacher"]["seed"] = 99
-    Path(tiny_project / "gate.yaml").write_text(yaml.safe_dump(params))
-    r = rcd("--params", "gate.yaml", "teacher", cwd=tiny_project)
-    assert r.returncode == 1 and "quality gate failed" in r.stderr
-    after = {p: p.read_bytes() for p in (tiny_project / "models/teacher/unet").iterdir()}
-    assert before == after
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    r = rcd("teacher-gate", cwd=project)
+    assert r.returncode == 1 and "quality gate failed" in r.stderr and "seen shape" in r.stderr
+    assert json.loads((project / "metrics/teacher.json").read_text())["teacher"]["passed"] is False
+    before = sorted((project / "data/latents").iterdir())
+    r = rcd("cache-latents", "--rebuild", cwd=project)  # by hand: still refused
+    assert r.returncode != 0 and "failed its quality gate" in r.stderr
+    assert sorted((project / "data/latents").iterdir()) == before
+
+
+def test_teacher_and_evaluators_do_not_depend_on_the_held_out_concepts(tiny_project, tmp_path):
+    """Another world.unseen re-judges the teacher and redoes prompts, cache and what follows,
+    but neither retrains the evaluators nor the teacher."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    project = tmp_path / "p"
+    shutil.copytree(tiny_project, project, ignore=shutil.ignore_patterns("mlruns", "outputs"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["world"]["unseen"] = ["cross"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True,
+                         env=env).stdout
+    stale = {line.rstrip(":").strip() for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
+    assert {"prompts", "teacher_gate", "cache_latents"} <= stale, out
+    assert not {"evaluators", "teacher"} & stale, out
 
 
 def test_student_pipeline_loads_offline_and_shares_the_teacher_parts(tiny_project):

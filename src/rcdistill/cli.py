@@ -44,8 +44,17 @@ def cmd_teacher(args) -> int:
     if p.teacher.source == "pretrained":
         print(f"pretrained teacher {p.teacher.path} loads offline; recorded in models/teacher/pretrained.json")
         return 0
-    print(f"teacher pipeline written to {p.teacher.path}/ ; gate accuracies: "
-          + ", ".join(f"{k}: shape {v['shape']:.3f} colour {v['colour']:.3f}" for k, v in metrics.items() if k != "checks"))
+    print(f"teacher pipeline written to {p.teacher.path}/ ; step checks: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) + "; the gate is the teacher_gate stage")
+    return 0
+
+
+def cmd_teacher_gate(args) -> int:
+    from .teacher.gate import run_teacher_gate
+
+    m = run_teacher_gate(_params(args))
+    print("teacher gate passed: " + (m.get("reason") or ", ".join(
+        f"{k}: shape {m[k]['shape']:.3f} colour {m[k]['colour']:.3f}" for k in ("seen", "unseen") if k in m)))
     return 0
 
 
@@ -177,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)
     sub.add_parser("evaluators", help="stage: train the world classifier and CLIP").set_defaults(fn=cmd_evaluators)
     sub.add_parser("teacher", help="stage: train the toy teacher pipeline").set_defaults(fn=cmd_teacher)
+    sub.add_parser("teacher-gate", help="stage: the teacher's quality gate on the seen and unseen eval sets"
+                   ).set_defaults(fn=cmd_teacher_gate)
 
     cl = sub.add_parser("cache-latents", help="stage: teacher latents for the cache prompt pool")
     cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")

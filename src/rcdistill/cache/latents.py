@@ -66,6 +66,10 @@ def verify_shards(folder: Path, manifest: dict) -> None:
 
 
 def build_cache(params: Params, rebuild: bool = False) -> Path:
+    from ..teacher.gate import METRICS_FILE, gate_passed
+
+    if gate_passed() is False:
+        raise CacheError(f"{METRICS_FILE}: the teacher failed its quality gate; no latents are cached from it")
     folder = Path(params.cache.out_dir)
     prompts = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "cache.jsonl")]
     identity = cache_identity(params, prompts)

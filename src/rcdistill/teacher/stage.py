@@ -1,23 +1,20 @@
-"""Stage `teacher` (teacher.source: toy): classifier-checked VAE -> frozen text encoder -> UNet -> gate.
+"""Stage `teacher` (teacher.source: toy): classifier-checked VAE -> frozen text encoder -> UNet.
 
 Each part proves itself before the next is built: the VAE's reconstructions must classify
 correctly, the text encoder must read the captions, conditional and unconditional UNet
-predictions must differ, and the assembled pipeline, reloaded from disk, must pass the
-quality gate on the `seen` and `unseen` eval sets with the shared sampling settings.
+predictions must differ, and the assembled pipeline must reload from disk. The quality gate on
+the `seen` and `unseen` eval sets is the next stage (`teacher/gate.py`).
 """
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import torch
 
 from ..config import Params
-from ..errors import GateFailed
 from ..evaluators.classifier import accuracy, load_classifier
-from ..images import grid
-from ..io import atomic_dir, atomic_write_json, read_jsonl
+from ..io import atomic_dir, atomic_write_json
 from ..sampling import generate, load_pipeline
 from ..tracking import stage_run
 from ..world.captions import caption
@@ -29,8 +26,8 @@ from .tokenizer import build_tokenizer
 from .unet import cond_uncond_gap, train_unet
 from .vae import decode, encode, train_vae
 
-METRICS_FILE = Path("metrics/teacher.json")
-GATED = ("shape", "colour")
+CHECKS_FILE = Path("metrics/teacher_checks.json")
+CHECKS_NAME = "training_checks.json"   # kept inside the teacher folder too
 
 
 def eval_labels(rows: list[dict]) -> dict[str, torch.Tensor]:
@@ -93,40 +90,19 @@ def register_pretrained(params: Params) -> dict:
             "unet_params": sum(p.numel() for p in pipe.unet.parameters())}
     with atomic_dir(Path("models/teacher")) as tmp:
         atomic_write_json(tmp / "pretrained.json", info)
-    atomic_write_json(METRICS_FILE, {"teacher": {"unet_params": info["unet_params"]}})
+    atomic_write_json(CHECKS_FILE, {"teacher": {"unet_params": info["unet_params"]}})
     return info
 
 
 def run_teacher_stage(params: Params) -> dict:
+    """Train the toy teacher into its pipeline folder. It depends on no eval set and no held-out
+    list (it learns the whole world), so trying another `world.unseen` never retrains it; the
+    `teacher_gate` stage judges it on the current eval sets."""
     if params.teacher.source == "pretrained":
         return register_pretrained(params)
-    prompts = Path(params.prompts.out_dir)
-    eval_sets = {name: read_jsonl(prompts / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
-                 for name in ("seen", "unseen")}
-    final = Path(params.teacher.path)
-    with stage_run(params, "teacher", ("world", "sampling", "teacher")) as log, atomic_dir(final) as tmp:
+    with stage_run(params, "teacher", ("world", "teacher")) as log, atomic_dir(Path(params.teacher.path)) as tmp:
         checks = train_toy_teacher(params, tmp, log)
-        pipe = load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline
-        classifier = load_classifier(params.evaluators.out_dir)
-        metrics: dict = {"checks": checks}
-        samples = []
-        for name, rows in eval_sets.items():
-            if not rows:
-                continue
-            acc, imgs = concept_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
-            metrics[name] = acc
-            samples.append(imgs[:20])
-            log({f"gate.{name}.{a}": v for a, v in acc.items()})
-        sheet = grid(torch.cat(samples), ncol=10, scale=3)
-        sheet.save(tmp / "samples.png")
-        log.image(sheet, "teacher_samples.png")
-        atomic_write_json(METRICS_FILE, {"teacher": metrics})
-        failures = [f"{name} {a} {metrics[name][a]:.3f} < {getattr(params.teacher.gate, a):.2f}"
-                    for name in eval_sets if name in metrics for a in GATED
-                    if metrics[name][a] < getattr(params.teacher.gate, a) - 1e-6]  # 108/120 in float32 is 0.8999999
-        if failures:
-            rejected = final.with_name(final.name + ".rejected")  # kept for inspection, never used
-            shutil.rmtree(rejected, ignore_errors=True)
-            shutil.copytree(tmp, rejected)
-            raise GateFailed("teacher quality gate failed: " + "; ".join(failures) + f" (candidate kept in {rejected})")
-    return metrics
+        load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline
+        atomic_write_json(tmp / CHECKS_NAME, checks)
+        atomic_write_json(CHECKS_FILE, {"teacher": {"checks": checks}})
+    return checks

@@ -1,0 +1,63 @@
+"""Stage `teacher_gate`: the teacher's quality gate, on the current `seen` and `unseen` eval sets
+with the shared sampling settings. Its own stage, so changing the held-out concepts re-judges the
+teacher (seconds) instead of retraining it; nothing downstream runs on a teacher that failed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..config import Params
+from ..errors import GateFailed
+from ..evaluators.classifier import load_classifier
+from ..images import grid
+from ..io import atomic_write_json, read_jsonl
+from ..sampling import load_pipeline
+from ..tracking import stage_run
+from .stage import concept_accuracy
+
+METRICS_FILE = Path("metrics/teacher.json")
+GATED = ("shape", "colour")
+
+
+def gate_failures(metrics: dict, gate) -> list[str]:
+    return [f"{name} {a} {metrics[name][a]:.3f} < {getattr(gate, a):.2f}"
+            for name in ("seen", "unseen") if name in metrics for a in GATED
+            if metrics[name][a] < getattr(gate, a) - 1e-6]  # 108/120 in float32 is 0.8999999
+
+
+def run_teacher_gate(params: Params) -> dict:
+    if params.teacher.source == "pretrained" or params.prompts.source != "world":
+        metrics = {"passed": True, "reason": "no world classifier judges this teacher"}
+        atomic_write_json(METRICS_FILE, {"teacher": metrics})
+        return metrics
+    gate = params.teacher.gate
+    prompts = Path(params.prompts.out_dir)
+    pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    classifier = load_classifier(params.evaluators.out_dir)
+    metrics: dict = {}
+    with stage_run(params, "teacher_gate", ("sampling", "teacher")) as log:
+        samples = []
+        for name in ("seen", "unseen"):
+            rows = read_jsonl(prompts / f"eval_{name}.jsonl")[: gate.eval_per_set]
+            if not rows:
+                continue
+            metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
+            samples.append(images[:20])
+            log({f"gate.{name}.{a}": v for a, v in metrics[name].items()})
+        log.image(grid(torch.cat(samples), ncol=10, scale=3), "teacher_samples.png")
+        failures = gate_failures(metrics, gate)
+        metrics["passed"] = not failures
+        atomic_write_json(METRICS_FILE, {"teacher": metrics})  # written either way: it says why
+    if failures:
+        raise GateFailed("teacher quality gate failed: " + "; ".join(failures)
+                         + f" (the candidate stays in {params.teacher.path}; nothing downstream runs on it)")
+    return metrics
+
+
+def gate_passed(metrics_file: Path = METRICS_FILE) -> bool | None:
+    """The last gate verdict, or None when no gate ran here."""
+    if not metrics_file.exists():
+        return None
+    return json.loads(metrics_file.read_text()).get("teacher", {}).get("passed")
