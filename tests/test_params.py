@@ -32,6 +32,11 @@ def _with(params_path: Path, dotted: str, value) -> None:
         ("world.unseen", ["circle", "square", "triangle", "diamond", "cross"], "nothing would be seen"),
         ("world.image_size", 30, "world.image_size"),
         ("sampling.scheduler", "magic", "sampling.scheduler"),
+        ("orchestration.timezone", "Mars/Olympus", "not an IANA time zone"),
+        ("registry.gate.min", {"unseen.nonsense": 0.5}, "unknown gate metric 'unseen.nonsense'"),
+        ("registry.fast_gate.max", {"ms_per_picture": 9.0}, "unknown gate metric 'ms_per_picture'"),
+        ("consistency.w_max", -1.0, "consistency.w_max"),
+        ("evaluate.steps", {"student_fast": [0]}, "outside 1..1000"),
     ],
 )
 def test_bad_params_give_one_line_exit_2_and_write_nothing(workdir, key, value, expect):
@@ -67,3 +72,25 @@ def test_params_rewritten_by_dvc_exp_run_still_load(workdir):
     (workdir / "params.yaml").write_text("distill:\n  mixed_precision: no\n  text_embeds: off\n  rc_prob: 0\n")
     p = load_params(workdir / "params.yaml")
     assert (p.distill.mixed_precision, p.distill.text_embeds, p.distill.rc_prob) == ("no", "off", 0.0)
+
+
+def test_empty_file_and_missing_stage_block_are_refused(workdir):
+    Path("empty.yaml").write_text("")
+    r = rcd("--params", "empty.yaml", "params", "check")
+    assert r.returncode == 2 and "empty.yaml: the file is empty" in r.stderr
+    data = yaml.safe_load((workdir / "params.yaml").read_text())
+    del data["distill"]
+    Path("nodistill.yaml").write_text(yaml.safe_dump(data))
+    assert rcd("--params", "nodistill.yaml", "params", "check").returncode == 0  # defaults are valid...
+    r = rcd("--params", "nodistill.yaml", "distill")  # ...but a stage does not silently run on them
+    assert r.returncode == 2 and "no 'distill:' block" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_gate_metric_names_cover_what_evaluate_writes():
+    from rcdistill.config import GATE_METRIC
+
+    for name in ("unseen.shape", "seen.clip_score", "ms_per_image", "unet_step_ratio", "image_time_ratio",
+                 "steps.4.unseen.shape", "steps.25.ms_per_image"):
+        assert GATE_METRIC.fullmatch(name), name
+    for name in ("unseen.nonsense", "steps.x.unseen.shape", "shape"):
+        assert not GATE_METRIC.fullmatch(name), name

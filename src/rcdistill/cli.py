@@ -6,11 +6,23 @@ import sys
 from pathlib import Path
 
 from .config import load_params
-from .errors import RcdError, UserError
+from .errors import ParamsError, RcdError, UserError
+
+
+# The params block each stage command trains or judges with: a file without it is refused
+# instead of silently running on defaults.
+STAGE_SECTIONS = {"prompts": "prompts", "evaluators": "evaluators", "teacher": "teacher", "teacher-gate": "teacher",
+                  "cache-latents": "cache", "distill": "distill", "consistency": "consistency",
+                  "evaluate": "evaluate", "register": "registry"}
 
 
 def _params(args):
-    return load_params(args.params)
+    p = load_params(args.params)
+    section = STAGE_SECTIONS.get(args.cmd)
+    if section and section not in p.model_fields_set:
+        raise ParamsError(f"{args.params}: no '{section}:' block, which `rcd {args.cmd}` needs; "
+                          "see the repository's params.yaml")
+    return p
 
 
 def cmd_params_check(args) -> int:

@@ -1,6 +1,7 @@
 """Typed params: params.yaml is read into pydantic models; a bad value is one clear line, exit 2."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -269,6 +270,13 @@ class EvaluateParams(Strict):
         return self
 
 
+_SET_METRIC = r"(seen|unseen)\.(shape|colour|size|position|fid|kid|clip_score)"
+_MODEL_METRIC = r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_step_ratio|param_ratio|image_time_ratio"
+# what metrics/evaluate.json holds for one model: per set at its default steps, its sizes and times,
+# and the same per step count (steps.<n>.<set>.<metric>, steps.<n>.ms_per_image)
+GATE_METRIC = re.compile(rf"{_SET_METRIC}|{_MODEL_METRIC}|steps\.\d+\.({_SET_METRIC}|ms_per_image)")
+
+
 class GateRules(Strict):
     """Promotion gate: absolute floors/ceilings and the largest allowed slip against the champion.
 
@@ -278,6 +286,15 @@ class GateRules(Strict):
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
     vs_champion: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("min", "max", "vs_champion")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        for name in v:
+            if not GATE_METRIC.fullmatch(name):
+                raise ValueError(f"unknown gate metric {name!r}; e.g. unseen.shape, seen.fid, ms_per_image, "
+                                 "unet_step_ratio, image_time_ratio, steps.4.unseen.shape")
+        return v
 
 
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -305,6 +322,17 @@ class OrchestrationParams(Strict):
     timezone: str = "UTC"
     retries: int = Field(1, ge=0, le=10)
     retry_delay_s: int = Field(30, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone (e.g. UTC, Europe/Paris)") from None
+        return v
 
     @field_validator("cron")
     @classmethod
@@ -353,7 +381,7 @@ def _one_line(err: ValidationError, source: str) -> str:
 
 def parse_params(data: Any, source: str = "params.yaml") -> Params:
     if data is None:
-        data = {}
+        raise ParamsError(f"{source}: the file is empty; start from the repository's params.yaml")
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
     try:
