@@ -57,7 +57,7 @@ def test_student_learns_and_handles_prediction_types(tmp_path, prediction_type):
 def test_loops_of_different_precision_run_in_one_process(tiny_pipeline, tmp_path):
     """accelerate's state is a process-wide singleton that pins mixed_precision; each loop resets it."""
     latents, captions, pool = _data()
-    for precision in ("no", "bf16", "no"):
-        cfg = _cfg(tmp_path / precision, steps=1, mixed_precision=precision, checkpoint_every=10)
+    for i, precision in enumerate(("no", "bf16", "no")):
+        cfg = _cfg(tmp_path / f"{i}-{precision}", steps=1, mixed_precision=precision, checkpoint_every=10)
         student = distill(cfg, load_pipeline(str(tiny_pipeline)), latents, captions, pool)
         assert all(torch.isfinite(p).all() for p in student.parameters())
