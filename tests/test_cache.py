@@ -80,3 +80,49 @@ def test_cache_from_another_teacher_or_settings_is_refused(params, tmp_path):
     other_teacher = build_tiny_pipeline(tmp_path / "other", seed=1)
     with pytest.raises(CacheError, match="other weights"):
         load_cache(params.cache.out_dir, expect_teacher=str(other_teacher))
+
+
+def test_two_workers_make_the_same_files_as_one_and_resume_after_a_kill(params, monkeypatch, tmp_path):
+    """Worker i of N makes shards i, i+N, ...; whatever the number of workers and kills, the cache
+    ends byte-identical to a one-process run."""
+    clean = _files(build_cache(params))
+    shutil.rmtree(params.cache.out_dir)
+    real = cache_mod.generate
+
+    def dying(*args, **kwargs):
+        raise KeyboardInterrupt  # worker 1 is killed before its first shard is written
+
+    monkeypatch.setattr(cache_mod, "generate", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(params, worker="1/2")
+    monkeypatch.setattr(cache_mod, "generate", real)
+    build_cache(params, worker="0/2")  # shards 0 and 2
+    partial = json.loads((cache_mod.Path(params.cache.out_dir) / "manifest.json").read_text())
+    assert [s["file"] for s in partial["shards"]] == ["shard-00000.safetensors", "shard-00002.safetensors"]
+    with pytest.raises(CacheError, match="incomplete"):
+        load_cache(params.cache.out_dir)
+    build_cache(params, worker="1/2")  # the killed worker resumes: shard 1
+    assert _files(cache_mod.Path(params.cache.out_dir)) == clean
+    with pytest.raises(Exception, match="--worker '2/2'"):
+        build_cache(params, worker="2/2")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_at_once_match_one_process(params):
+    """Two `rcd cache-latents --worker i/2` processes at the same time (the shared manifest under
+    its file lock) give the files of one process."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    clean = _files(build_cache(params))
+    shutil.rmtree(params.cache.out_dir)
+    cache_mod.Path("p.yaml").write_text(yaml.safe_dump(params.model_dump()))
+    procs = [subprocess.Popen([sys.executable, "-m", "rcdistill.cli", "--params", "p.yaml", "cache-latents",
+                               "--worker", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    assert _files(cache_mod.Path(params.cache.out_dir)) == clean

@@ -71,10 +71,13 @@ def cmd_teacher_gate(args) -> int:
 
 
 def cmd_cache_latents(args) -> int:
-    from .cache.latents import build_cache
+    from .cache.latents import build_cache, load_manifest
 
-    folder = build_cache(_params(args), rebuild=args.rebuild)
-    print(f"teacher latents cached in {folder}/ (manifest.json lists prompts, seeds, shards, checksums)")
+    folder = build_cache(_params(args), rebuild=args.rebuild, worker=args.worker)
+    m = load_manifest(folder)
+    have, want = sum(s["rows"] for s in m["shards"]), m["identity"]["n_rows"]
+    state = "complete" if have == want else f"{have} of {want} latents so far (other workers still running?)"
+    print(f"teacher latents cached in {folder}/: {state} (manifest.json lists prompts, seeds, shards, checksums)")
     return 0
 
 
@@ -203,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("cache-latents", help="stage: teacher latents for the cache prompt pool")
     cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
+    cl.add_argument("--worker", metavar="I/N", help="data-parallel worker I of N (default: RANK/WORLD_SIZE "
+                    "from accelerate launch or torchrun, else 0/1); each makes every N-th shard")
     cl.set_defaults(fn=cmd_cache_latents)
     sub.add_parser("distill", help="stage: Random Conditioning distillation into a student").set_defaults(fn=cmd_distill)
     sub.add_parser("consistency", help="stage: few-step student by latent consistency distillation with RC"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -27,7 +28,10 @@ DEFAULTS_FILE = "rcdistill_sampling.json"
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU of this process (LOCAL_RANK under accelerate launch / torchrun), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def load_pipeline(path: str, scheduler: str | None = "ddim", dtype: torch.dtype | None = None) -> StableDiffusionPipeline:

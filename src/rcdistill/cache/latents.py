@@ -8,20 +8,27 @@ Layout of `cache.out_dir`:
 
 Row i uses prompt i // latents_per_prompt and seed cache.seed + i, and shards are fixed slices
 of rows, so a killed run restarted keeps its complete shards, redoes the rest and ends with
-exactly the same files. A cache made by another teacher or other settings is refused.
+exactly the same files; N data-parallel workers (`--worker i/N`, or `accelerate launch`) each
+make every N-th shard and record it in the shared manifest under a file lock, again ending with
+the same files. A cache made by another teacher or other settings is refused.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..config import Params
-from ..errors import CacheError
+from ..errors import CacheError, UserError
 from ..io import atomic_write_json, read_jsonl
 from ..sampling import generate, load_pipeline
 from .identity import file_sha256, teacher_fingerprint, texts_sha256
@@ -65,19 +72,32 @@ def verify_shards(folder: Path, manifest: dict) -> None:
             raise CacheError(f"{path}: checksum mismatch (the shard is corrupt); delete it and rerun cache_latents")
 
 
-def build_cache(params: Params, rebuild: bool = False) -> Path:
-    from ..teacher.gate import METRICS_FILE, gate_passed
+def worker_slot(spec: str | None = None) -> tuple[int, int]:
+    """This worker's index and the number of workers: `--worker i/N`, else the launcher's
+    RANK/WORLD_SIZE (accelerate launch, torchrun), else 0/1."""
+    if spec:
+        m = re.fullmatch(r"(\d+)/(\d+)", spec)
+        if not m or not 0 <= int(m[1]) < int(m[2]):
+            raise UserError(f"--worker {spec!r}: expected i/N with 0 <= i < N, e.g. 0/4")
+        return int(m[1]), int(m[2])
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
-    if gate_passed() is False:
-        raise CacheError(f"{METRICS_FILE}: the teacher failed its quality gate; no latents are cached from it")
-    folder = Path(params.cache.out_dir)
-    prompts = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "cache.jsonl")]
-    identity = cache_identity(params, prompts)
-    c = params.cache
-    rows = [{"prompt": prompts[i // c.latents_per_prompt], "seed": c.seed + i, "shard": i // c.shard_size,
-             "row": i % c.shard_size} for i in range(identity["n_rows"])]
-    n_shards = (len(rows) + c.shard_size - 1) // c.shard_size
 
+@contextmanager
+def _manifest_lock(folder: Path) -> Iterator[None]:
+    """Workers share one manifest: each read-modify-write of it holds this lock (beside the
+    folder, so the cache's own files stay exactly the shards and the manifest)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_manifest(folder: Path, identity: dict, rows: list[dict], rebuild: bool) -> dict:
+    """The manifest to build on (under the lock): this cache's, or a new one."""
     manifest = load_manifest(folder)
     if manifest is not None and manifest["identity"] != identity:
         difference = _describe_difference(manifest["identity"], identity)
@@ -91,34 +111,69 @@ def build_cache(params: Params, rebuild: bool = False) -> Path:
         for stale in folder.glob("shard-*.safetensors"):
             stale.unlink()
         manifest = {"identity": identity, "shards": [], "rows": rows}
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / MANIFEST, manifest)
     else:
         verify_shards(folder, manifest)  # complete shards must still be intact before we build on them
-    folder.mkdir(parents=True, exist_ok=True)
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink()  # leftovers of a killed write
+    return manifest
 
-    done = len(manifest["shards"])
-    if done == n_shards:
+
+def _record_shard(folder: Path, entry: dict) -> int:
+    """Add a finished shard to the shared manifest (in shard order, whoever wrote it); returns how many are done."""
+    with _manifest_lock(folder):
+        manifest = load_manifest(folder)
+        manifest["shards"] = sorted([s for s in manifest["shards"] if s["file"] != entry["file"]] + [entry],
+                                    key=lambda s: s["file"])
+        atomic_write_json(folder / MANIFEST, manifest)
+        return len(manifest["shards"])
+
+
+def build_cache(params: Params, rebuild: bool = False, worker: str | None = None) -> Path:
+    """Make (or finish) the latent cache. With N workers, worker i makes shards i, i+N, ...; shards
+    are fixed slices of rows with per-row seeds, so any N gives the same files as one process."""
+    from ..teacher.gate import METRICS_FILE, gate_passed
+
+    if gate_passed() is False:
+        raise CacheError(f"{METRICS_FILE}: the teacher failed its quality gate; no latents are cached from it")
+    index, n_workers = worker_slot(worker)
+    folder = Path(params.cache.out_dir)
+    prompts = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "cache.jsonl")]
+    identity = cache_identity(params, prompts)
+    c = params.cache
+    rows = [{"prompt": prompts[i // c.latents_per_prompt], "seed": c.seed + i, "shard": i // c.shard_size,
+             "row": i % c.shard_size} for i in range(identity["n_rows"])]
+    n_shards = (len(rows) + c.shard_size - 1) // c.shard_size
+    with _manifest_lock(folder):
+        manifest = _open_manifest(folder, identity, rows, rebuild)
+    done = {s["file"] for s in manifest["shards"]}
+    mine = [k for k in range(index, n_shards, n_workers) if _shard_name(k) not in done]
+    for k in mine:
+        (folder / f".{_shard_name(k)}.tmp").unlink(missing_ok=True)  # leftovers of a killed write of ours
+    if not mine:
         return folder
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
     dtype = getattr(torch, c.dtype)
-    bar = tqdm(total=len(rows), initial=done * c.shard_size, desc="cache latents", unit="latent", mininterval=2)
-    for shard in range(done, n_shards):
-        part = rows[shard * c.shard_size: (shard + 1) * c.shard_size]
+    label = "cache latents" + (f" (worker {index}/{n_workers})" if n_workers > 1 else "")
+    bar = tqdm(total=len(mine), desc=label, unit="shard", mininterval=2)
+    for k in mine:
+        part = rows[k * c.shard_size: (k + 1) * c.shard_size]
         t0 = time.perf_counter()
         latents = generate(pipe, [r["prompt"] for r in part], [r["seed"] for r in part], params.sampling.steps,
                            params.sampling.guidance_scale, params.sampling.batch_size, output_type="latent",
-                           desc=f"shard {shard}").to(dtype).contiguous()
-        name = f"shard-{shard:05d}.safetensors"
+                           desc=f"shard {k}").to(dtype).contiguous()
+        name = _shard_name(k)
         tmp = folder / f".{name}.tmp"
         save_file({"latents": latents}, tmp)
         tmp.replace(folder / name)
-        manifest["shards"].append({"file": name, "rows": len(part), "sha256": file_sha256(folder / name)})
-        atomic_write_json(folder / MANIFEST, manifest)
-        bar.update(len(part))
-        bar.set_postfix(latents_per_s=f"{len(part) / (time.perf_counter() - t0):.1f}")
+        n_done = _record_shard(folder, {"file": name, "rows": len(part), "sha256": file_sha256(folder / name)})
+        bar.update(1)
+        bar.set_postfix(latents_per_s=f"{len(part) / (time.perf_counter() - t0):.1f}", cache=f"{n_done}/{n_shards}")
     bar.close()
     return folder
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
 
 
 def load_cache(folder: str | Path, expect_teacher: str | None = None) -> tuple[torch.Tensor, list[dict], dict]:
