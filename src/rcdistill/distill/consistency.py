@@ -103,9 +103,8 @@ class ConsistencyObjective:
         n = batch.timesteps.to(dev)                      # solver index of the start step
         start = self.solver_t[n]
         prev = (start - self.skip).clamp(min=0)
-        b = len(z0)
         x = self._at(self.alphas, start) * z0 + self._at(self.sigmas, start) * noise
-        w = cfg.w_min + (cfg.w_max - cfg.w_min) * torch.rand(b)  # global RNG: restored on resume
+        w = cfg.w_min + (cfg.w_max - cfg.w_min) * batch.uniform  # drawn with the batch: replayed on resume
         w_emb = guidance_embedding(w, cfg.time_cond_proj_dim).to(dev)
         w = w.to(dev).view(-1, 1, 1, 1)
         with torch.no_grad():

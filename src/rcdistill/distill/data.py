@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..teacher.text_encoder import tokenize
@@ -29,10 +30,13 @@ class RCBatch:
     timesteps: torch.Tensor
     texts: list[str]
     paired: torch.Tensor  # bool (B,): the latent really shows the text
+    uniform: torch.Tensor  # (B,) U[0, 1) draws for an objective's own randomness (consistency: guidance w)
 
 
 class RCSampler:
-    """Draws RC batches from one seeded generator; its state is checkpointed with the run."""
+    """Draws RC batches. Batch k comes from a generator seeded by (seed, k) alone, so a resumed run
+    (any process of a data-parallel one) replays its batches from the step number: no sampler
+    state has to survive in a checkpoint."""
 
     def __init__(self, latents: torch.Tensor, captions: list[str], rc_pool: list[str], rc_prob: float,
                  drop_text: float, t_weights: torch.Tensor, seed: int):
@@ -41,10 +45,13 @@ class RCSampler:
         self.latents, self.captions, self.rc_pool = latents, captions, rc_pool
         self.rc_prob, self.drop_text = rc_prob, drop_text
         self.t_weights = t_weights
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed, self.draws = seed, 0
 
-    def sample(self, batch_size: int) -> RCBatch:
-        g = self.gen
+    def sample(self, batch_size: int, step: int | None = None) -> RCBatch:
+        """Batch number `step` (default: the next one)."""
+        if step is None:
+            step, self.draws = self.draws, self.draws + 1
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0]))
         idx = torch.randint(len(self.latents), (batch_size,), generator=g)
         swap = torch.rand(batch_size, generator=g) < self.rc_prob
         rc_idx = torch.randint(max(1, len(self.rc_pool)), (batch_size,), generator=g)
@@ -56,13 +63,13 @@ class RCSampler:
         timesteps = torch.multinomial(self.t_weights, batch_size, replacement=True, generator=g)
         z0 = self.latents[idx]
         noise = torch.randn(z0.shape, generator=g)
-        return RCBatch(z0, noise, timesteps, texts, ~swap)
+        return RCBatch(z0, noise, timesteps, texts, ~swap, torch.rand(batch_size, generator=g))
 
     def state_dict(self) -> dict:
-        return {"generator": self.gen.get_state()}
+        return {"draws": self.draws}
 
     def load_state_dict(self, state: dict) -> None:
-        self.gen.set_state(state["generator"])
+        self.draws = state["draws"]
 
 
 class TextBank:

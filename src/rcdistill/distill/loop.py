@@ -4,9 +4,10 @@ atomic checkpoints, automatic resume, MLflow logging, a progress bar.
 What is learned is the objective's business (`kd.KDObjective`: Random Conditioning knowledge
 distillation; `consistency.ConsistencyObjective`: latent consistency distillation); the loop only
 asks it for a loss on each RC batch. Checkpoints are `work_dir/checkpoint-<step>/` (accelerate
-state: student, optimizer, lr schedule, RNG states, EMA and the RC sampler), written to a temp
-folder and renamed; the newest one is picked up automatically, so a killed run resumes where it
-stopped and ends with the same weights as an uninterrupted one.
+state: student, optimizer, lr schedule, RNG states and EMA), written by the main process to a
+temp folder and renamed; the newest one is picked up automatically, and batch k is drawn from
+(seed, process, k) alone, so a killed run (every process of a data-parallel one) resumes where
+it stopped and ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -89,7 +90,6 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
     lr_sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     student, opt, lr_sched = accelerator.prepare(student, opt, lr_sched)
     objective.student = student  # the prepared (e.g. DDP-wrapped) module, so gradients are synchronised
-    accelerator.register_for_checkpointing(sampler)
     if ema is not None:
         ema.to(device)
         accelerator.register_for_checkpointing(ema)
@@ -106,7 +106,7 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
     t_last, n_last = time.perf_counter(), 0
     student.train()
     while step < cfg.steps:
-        batch = sampler.sample(cfg.batch_size)
+        batch = sampler.sample(cfg.batch_size, step)  # a function of (seed, process, step): resumes exactly
         losses = objective.loss(batch, bank(batch.texts), accelerator.autocast)
         accelerator.backward(losses["total"])
         accelerator.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)

@@ -58,7 +58,7 @@ def prepare_work_dir(cfg, cache_identity: dict, section: str = "distill", **more
     """Checkpoints resume only the same run: other params, another cache or another init start afresh."""
     work = Path(cfg.work_dir)
     ident = {section: cfg.model_dump(exclude={"log_every", "checkpoint_every", "keep_checkpoints"}),
-             "cache": cache_identity, **more}
+             "cache": cache_identity, "checkpoint_format": 2, **more}  # 2: the RC sampler is stateless
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     stamp = work / "run.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("digest") != digest:
