@@ -85,7 +85,10 @@ def cmd_distill(args) -> int:
     from .distill.stage import run_distill_stage
 
     p = _params(args)
-    metrics = run_distill_stage(p)
+    metrics = run_distill_stage(p, stop_after=args.stop_after)
+    if "stopped_at" in metrics:
+        print(f"stopped after step {metrics['stopped_at']} (checkpoints in {p.distill.work_dir}/; rerun to resume)")
+        return 0
     print(f"student pipeline written to {p.distill.out_dir}/ ({metrics['student']}: "
           f"{metrics['student_unet_params'] / 1e6:.2f}M UNet parameters, {metrics['param_ratio']:.2f}x the teacher's)")
     return 0
@@ -209,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--worker", metavar="I/N", help="data-parallel worker I of N (default: RANK/WORLD_SIZE "
                     "from accelerate launch or torchrun, else 0/1); each makes every N-th shard")
     cl.set_defaults(fn=cmd_cache_latents)
-    sub.add_parser("distill", help="stage: Random Conditioning distillation into a student").set_defaults(fn=cmd_distill)
+    di = sub.add_parser("distill", help="stage: Random Conditioning distillation into a student")
+    di.add_argument("--stop-after", type=int, metavar="STEP", help="stop after this step, as a kill would "
+                    "(the next run resumes from the newest checkpoint)")
+    di.set_defaults(fn=cmd_distill)
     sub.add_parser("consistency", help="stage: few-step student by latent consistency distillation with RC"
                    ).set_defaults(fn=cmd_consistency)
     sub.add_parser("evaluate", help="stage: teacher vs student on the seen and unseen eval sets").set_defaults(
