@@ -86,6 +86,8 @@ def cmd_distill(args) -> int:
 
     p = _params(args)
     metrics = run_distill_stage(p, stop_after=args.stop_after)
+    if "helper" in metrics:
+        return 0  # a data-parallel helper process: the main process reports
     if "stopped_at" in metrics:
         print(f"stopped after step {metrics['stopped_at']} (checkpoints in {p.distill.work_dir}/; rerun to resume)")
         return 0
@@ -99,6 +101,8 @@ def cmd_consistency(args) -> int:
 
     p = _params(args)
     m = run_consistency_stage(p)
+    if "helper" in m:
+        return 0
     check = "; ".join(f"{n} shape {m[n]['shape']:.3f} colour {m[n]['colour']:.3f}" for n in ("seen", "unseen") if n in m)
     print(f"few-step student written to {p.consistency.out_dir}/ (LCMScheduler, {m['steps']} steps, guidance "
           f"{m['guidance_scale']} embedded, no CFG pass){': ' + check if check else ''}")

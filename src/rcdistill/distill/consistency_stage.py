@@ -15,7 +15,7 @@ from ..registry.lineage import folder_digest
 from ..sampling import DEFAULTS_FILE, load_pipeline
 from ..tracking import stage_run
 from .consistency import consistency_distill, lcm_scheduler
-from .stage import LossHistory, prepare_work_dir, save_checked_student, student_pipeline, training_data
+from .stage import LossHistory, join_run, save_checked_student, student_pipeline, training_data
 
 METRICS_FILE = Path("metrics/consistency.json")
 LOSS_PLOT = Path("plots/consistency_loss.csv")
@@ -38,7 +38,9 @@ def run_consistency_stage(params: Params, stop_after: int | None = None) -> dict
     latents, captions, rc_pool, cache_identity = training_data(params)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
     init, init_id = init_unet(params, teacher)
-    prepare_work_dir(cfg, cache_identity, "consistency", init=init_id)
+    if not join_run(cfg, cache_identity, "consistency", init=init_id):
+        consistency_distill(cfg, teacher, init, latents, captions, rc_pool, stop_after=stop_after)
+        return {"helper": True}
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "consistency", ("consistency", "cache", "sampling")) as log:
         log.mlflow.set_tags({"init": cfg.init, "rc_prob": cfg.rc_prob, "init_id": init_id})

@@ -67,6 +67,19 @@ def prepare_work_dir(cfg, cache_identity: dict, section: str = "distill", **more
         atomic_write_json(stamp, {"digest": digest, **ident})
 
 
+def join_run(cfg, cache_identity: dict, section: str = "distill", **more) -> bool:
+    """Prepare the work dir (main process; the others wait for it). True on the main process,
+    which alone tracks the run and saves the student; the helpers of a data-parallel launch
+    (accelerate launch) only train."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        prepare_work_dir(cfg, cache_identity, section, **more)
+    state.wait_for_everyone()
+    return state.is_main_process
+
+
 def student_pipeline(teacher: StableDiffusionPipeline, unet, scheduler=None) -> StableDiffusionPipeline:
     """The student shares VAE, text encoder, tokenizer and (unless given one) scheduler with its teacher."""
     return StableDiffusionPipeline(vae=teacher.vae, text_encoder=teacher.text_encoder, tokenizer=teacher.tokenizer,
@@ -119,8 +132,11 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
 def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
     cfg = params.distill
     latents, captions, rc_pool, cache_identity = training_data(params)
-    prepare_work_dir(cfg, cache_identity)
+    main = join_run(cfg, cache_identity)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    if not main:
+        distill(cfg, teacher, latents, captions, rc_pool, stop_after=stop_after)
+        return {"helper": True}
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
         log.mlflow.set_tags({"student": cfg.student, "rc_prob": cfg.rc_prob})
