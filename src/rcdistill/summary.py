@@ -37,7 +37,8 @@ def summary_lines() -> list[str]:
                  f"   (student/teacher {s['unet_step_ratio']:.2f}x)")
     lines.append("unseen shape accuracy by sampling steps:")
     for m in models:
-        curve = "  ".join(f"{n}: {e['unseen']['shape']:.3f}" for n, e in ev[m]["steps"].items() if "unseen" in e)
+        steps = sorted(ev[m]["steps"].items(), key=lambda kv: int(kv[0]))
+        curve = "  ".join(f"{n}: {e['unseen']['shape']:.3f}" for n, e in steps if "unseen" in e)
         lines.append(f"  {m:<13}{curve}")
     if s.get("fewest_steps_95"):
         lines.append(f"student keeps >= 0.95x its {s['default_steps']}-step accuracy down to {s['fewest_steps_95']} steps")

@@ -27,7 +27,7 @@ def model_card(entry, version: str, metrics: dict, params: dict, lineage: dict[s
     if s.get("steps"):
         lines += ["", "### Across sampling steps", "", "| steps | seen shape | unseen shape | unseen FID | ms per image |",
                   "|---|---|---|---|---|"]
-        for n, e in s["steps"].items():
+        for n, e in sorted(s["steps"].items(), key=lambda kv: int(kv[0])):
             lines.append(f"| {n} | {_fmt(e.get('seen', {}).get('shape'))} | {_fmt(e.get('unseen', {}).get('shape'))} | "
                          f"{_fmt(e.get('unseen', {}).get('fid'))} | {_fmt(e.get('ms_per_image'))} |")
     # the MLflow UI shows the description at its root: this relative link is its own artifact endpoint
