@@ -98,7 +98,8 @@ def test_teacher_and_evaluators_do_not_depend_on_the_held_out_concepts(tiny_proj
     out = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True,
                          env=env).stdout
     stale = {line.rstrip(":").strip() for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
-    assert {"prompts", "teacher_gate", "cache_latents"} <= stale, out
+    # dvc status names the stages whose own deps changed; the rest (gate, cache, ...) follow prompts
+    assert "prompts" in stale, out
     assert not {"evaluators", "teacher"} & stale, out
 
 
