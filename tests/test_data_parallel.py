@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 
 
 def _launch(project: Path, *extra: str) -> subprocess.CompletedProcess:
-    accelerate = str(Path(sys.executable).parent / "accelerate")
+    # `accelerate launch` itself imports timm -> torchvision, which fails beside the CPU torch of this
+    # machine (README, set-up); its launch module does the same without that import
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
            "--dynamo_backend", "no", "-m", "rcdistill.cli", "distill", *extra]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
 
