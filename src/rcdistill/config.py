@@ -177,6 +177,12 @@ class TrainLoopParams(Strict):
     teacher_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     text_embeds: Literal["memory", "off"] = "memory"
     log_every: int = Field(25, ge=1)
+    # GPU efficiency (distill/speed.py); `auto`: on for CUDA, off on CPU
+    compile: bool = False                 # torch.compile of student, teacher (and LCM target): ~2 min once
+    channels_last: bool = False
+    fused_adam: Literal["auto"] | bool = "auto"
+    tf32: Literal["auto"] | bool = "auto"
+    gradient_checkpointing: bool = False  # trades ~30% step time for activation memory (larger batches)
 
     @field_validator("mixed_precision", "text_embeds", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from .data import RCBatch, RCSampler, TextBank
+from .speed import make_optimizer, prepare_networks, set_tf32
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -83,10 +84,12 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
     device = accelerator.device
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    set_tf32(cfg, device)
+    prepare_networks(cfg, objective)
     student = objective.student
     ema = (EMAModel(student.parameters(), decay=cfg.ema_decay, use_ema_warmup=objective.ema_warmup, power=2 / 3)
            if cfg.ema else None)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, student.parameters(), device)
     lr_sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     student, opt, lr_sched = accelerator.prepare(student, opt, lr_sched)
     objective.student = student  # the prepared (e.g. DDP-wrapped) module, so gradients are synchronised
