@@ -41,8 +41,16 @@ def cmd_prompts(args) -> int:
 
 def cmd_evaluators(args) -> int:
     from .evaluators.stage import run_evaluators_stage
+    from .io import atomic_dir, atomic_write_json
 
     p = _params(args)
+    if p.prompts.source != "world":  # real models are judged by the user's Inception and open_clip files
+        note = {"skipped": "prompts.source is not 'world': no world classifier or world CLIP to train"}
+        with atomic_dir(Path(p.evaluators.out_dir)) as tmp:
+            atomic_write_json(tmp / "skipped.json", note)
+        atomic_write_json(Path("metrics/evaluators.json"), note)
+        print(f"evaluators: {note['skipped']}")
+        return 0
     metrics = run_evaluators_stage(p)
     print(f"evaluators written to {p.evaluators.out_dir}/ ; accuracies: {metrics}")
     return 0
@@ -196,6 +204,28 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_sd_random(args) -> int:
+    import json
+
+    from .evaluate.random_judges import write_random_inception, write_random_open_clip
+    from .io import atomic_dir
+    from .teacher.sd_random import build_sd_random
+
+    if args.latent_size < 8 or args.latent_size % 8:
+        raise UserError(f"--latent-size: {args.latent_size} is not a positive multiple of 8")
+    with atomic_dir(Path(args.out)) as tmp:
+        counts = build_sd_random(tmp / "teacher", args.latent_size, args.seed)
+        write_random_inception(tmp, args.seed + 1)
+        write_random_open_clip(tmp, args.clip_model, args.seed + 2)
+        (tmp / "sd_random.json").write_text(json.dumps({"latent_size": args.latent_size, "seed": args.seed,
+                                                        "clip_model": args.clip_model, "params": counts}, indent=2))
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file()) / 2**30
+    print(f"SD v1-shaped random pipeline in {args.out}/teacher (UNet {counts['unet'] / 1e6:.1f}M, text encoder "
+          f"{counts['text_encoder'] / 1e6:.1f}M, VAE {counts['vae'] / 1e6:.1f}M; latents {args.latent_size}x"
+          f"{args.latent_size}) and random judges beside it; {size:.1f} GB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rcd", description=__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -236,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("students", help="list student variants with their parameter counts")
     st.add_argument("--sd-v1", action="store_true", help="for the SD v1.x UNet config instead of the params teacher")
     st.set_defaults(fn=cmd_students)
+
+    sr = sub.add_parser("sd-random", help="build an SD v1-shaped pipeline with random weights, and random-weight "
+                        "Inception/open_clip judge files, offline (for profiles/sd-random)")
+    sr.add_argument("--out", default="models/sd_random")
+    sr.add_argument("--latent-size", type=int, default=64, help="UNet sample size (64: SD's 512x512 images)")
+    sr.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the CLIP-score judge")
+    sr.add_argument("--seed", type=int, default=0)
+    sr.set_defaults(fn=cmd_sd_random)
 
     sp = sub.add_parser("sample", help="sample any pipeline folder")
     sp.add_argument("prompts", nargs="+")
