@@ -1,22 +1,32 @@
-"""Distillation throughput: our training step against a naive one, same config, same machine, one run.
+"""Distillation throughput and model FLOPs utilisation: a naive training step against the real
+loop under several settings, all in one process on one machine, plus the teacher's latent-caching
+rate. The GPU table in README comes from this (run by benchmarks/gpu_check.sh).
 
-naive: teacher and student in fp32, every text tokenized and encoded at every step, no caching.
-ours:  the real loop (`rcdistill.distill.kd.distill`): text embeddings encoded once (memory
-       bank), teacher in `--teacher-dtype` (fp16 on GPU by default), student under
-       `--mixed-precision`, EMA and logging included.
+naive: teacher and student in fp32, every text tokenized and encoded at every step, plain AdamW.
+ours:  the real loop (`rcdistill.distill.kd.distill`): text states encoded once per distinct text
+       (memory bank) or per batch (`off`, what the SD profile uses), teacher in the autocast's
+       dtype, student under fp16/bf16 autocast, fused AdamW and TF32 on CUDA, EMA, feature taps
+       and logging included; `+compile` adds torch.compile of student and teacher.
 
-Prints samples/s of each and their ratio, and peak memory. Teachers:
-  --teacher models/teacher   the toy teacher folder (default; build it with `dvc repro teacher`)
-  --teacher sd-random        an SD v1.x-sized UNet with random weights (GPU), with a tiny text encoder/VAE
+Each setting runs `--steps` steps after `--warmup` (compiled settings: `--compile-warmup`); the
+rate is the median over the timed steps (each step ends on a loss `.item()`, which synchronises),
+so warm-up and compilation are excluded; checkpoint writes never happen inside the timed steps.
+FLOPs per sample come from torch's FlopCounterMode on one teacher forward and one student forward
+and backward; MFU = samples/s x FLOPs per sample / the card's dense 16-bit peak.
 
-    .venv/bin/python benchmarks/distill_throughput.py [--steps 30] [--batch-size 64] [--student bk_small]
+    python benchmarks/distill_throughput.py --teacher models/sd_random/teacher \
+        --configs naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:bf16:compile --cache-batch 32
+
+A config is kind:batch[:precision[:compile]]. `--budget-s` skips the settings that would start after
+that many seconds (recorded as skipped), so a leased GPU is never overrun.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
-import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,31 +39,36 @@ from rcdistill.distill.data import RCSampler, timestep_weights
 from rcdistill.distill.kd import distill
 from rcdistill.distill.losses import distill_losses, prediction_target
 from rcdistill.distill.taps import FeatureTaps
-from rcdistill.sampling import device, load_pipeline
-from rcdistill.students import SD_V1_UNET_CONFIG, build_student, feature_pairs, init_from_teacher
+from rcdistill.sampling import device, generate, load_pipeline
+from rcdistill.students import build_student, feature_pairs, init_from_teacher
 from rcdistill.teacher.text_encoder import tokenize
 
-
-def sd_random_pipeline(folder: Path) -> Path:
-    """SD v1 UNet (random init) with the toy tokenizer, a 768-wide text encoder and a small VAE."""
-    from diffusers import UNet2DConditionModel
-
-    from rcdistill.config import TextEncoderParams, VaeParams
-    from rcdistill.teacher.pipeline import assemble
-    from rcdistill.teacher.text_encoder import build_text_encoder
-    from rcdistill.teacher.tokenizer import build_tokenizer
-    from rcdistill.teacher.vae import build_vae
-
-    tok = build_tokenizer(77)
-    te = build_text_encoder(TextEncoderParams(hidden_size=768, layers=2, heads=12, max_length=77), tok)
-    vae = build_vae(VaeParams(block_out_channels=[32, 32, 64, 64], latent_channels=4), 512)
-    unet = UNet2DConditionModel.from_config(SD_V1_UNET_CONFIG)
-    assemble(vae, te, tok, unet).save_pretrained(folder, safe_serialization=True)
-    return folder
+# dense fp16/bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by device-name substring
+PEAK_16BIT = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "4090": 165e12}
 
 
-def naive(cfg: DistillParams, pipe, latents, captions, pool) -> None:
-    """The straightforward loop: fp32 everywhere, texts encoded at every step."""
+def peak_flops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_16BIT.items() if k in name), None)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def data(pipe, n: int = 512):
+    c, h = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    latents = torch.randn(n, c, h, h, generator=torch.Generator().manual_seed(0))
+    captions = [f"a photo of thing number {i} in a city street" for i in range(n)]
+    pool = [f"a watercolor of a {a} number {i}" for a in ("cat", "dog", "horse") for i in range(300)]
+    return latents, captions, pool
+
+
+def naive_rates(cfg: DistillParams, pipe, latents, captions, pool, n_steps: int, warmup: int) -> list[float]:
+    """The straightforward loop: fp32 everywhere, texts encoded at every step. Samples/s per timed step."""
     dev = device()
     teacher = pipe.unet.eval().requires_grad_(False).to(dev, torch.float32)
     student = build_student(teacher.config, cfg.student)
@@ -68,8 +83,11 @@ def naive(cfg: DistillParams, pipe, latents, captions, pool) -> None:
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     sampler = RCSampler(latents, captions, pool, cfg.rc_prob, cfg.drop_text,
                         timestep_weights(cfg.timestep_sampler, 1000, cfg.exp_lambda), cfg.seed)
-    for _ in range(cfg.steps):
-        b = sampler.sample(cfg.batch_size)
+    rates = []
+    for step in range(warmup + n_steps):
+        sync()
+        t0 = time.perf_counter()
+        b = sampler.sample(cfg.batch_size, step)
         z0, noise, t = b.latents.to(dev), b.noise.to(dev), b.timesteps.to(dev)
         with torch.no_grad():
             cond = te(tokenize(pipe.tokenizer, b.texts).to(dev))[0]
@@ -83,62 +101,152 @@ def naive(cfg: DistillParams, pipe, latents, captions, pool) -> None:
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        losses["total"].item()
+        if step >= warmup:
+            rates.append(cfg.batch_size / (time.perf_counter() - t0))
+    t_taps.remove()
+    s_taps.remove()
+    return rates
 
 
-def timed(fn) -> float:
+def ours_rates(cfg: DistillParams, pipe, latents, captions, pool, n_steps: int, warmup: int) -> list[float]:
+    """The real loop; `log_every=1` hands over each step's rate (measured after a synchronising .item())."""
+    seen: list[float] = []
+    # steps = n + 1 with a stop after n: no checkpoint is written at the end of the timed steps
+    run = cfg.model_copy(update={"steps": warmup + n_steps + 1, "log_every": 1, "checkpoint_every": 10**9})
+    distill(run, pipe, latents, captions, pool, log=lambda m, step: seen.append(m["distill/samples_per_s"]),
+            stop_after=warmup + n_steps)
+    return seen[warmup:]
+
+
+def train_flops_per_sample(pipe, student_name: str) -> dict:
+    """Teacher forward + student forward and backward for one sample (FlopCounterMode, batch 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dev = device()
+    teacher = pipe.unet.eval().requires_grad_(False).to(dev)
+    student = build_student(teacher.config, student_name).to(dev, teacher.dtype)
+    c, h = teacher.config.in_channels, teacher.config.sample_size
+    x = torch.randn(2, c, h, h, device=dev, dtype=teacher.dtype)
+    t = torch.tensor([10, 500], device=dev)
+    cond = torch.randn(2, pipe.tokenizer.model_max_length, teacher.config.cross_attention_dim, device=dev,
+                       dtype=teacher.dtype)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        teacher(x, t, cond)
+    teacher_f = fc.get_total_flops() / 2  # per sample of the batch of 2
+    with FlopCounterMode(display=False) as fc:
+        student(x, t, cond).sample.float().square().mean().backward()
+    student_f = fc.get_total_flops() / 2
+    del student
+    return {"teacher_forward": teacher_f, "student_fwd_bwd": student_f, "per_sample": teacher_f + student_f}
+
+
+def free() -> None:
+    gc.collect()
     if torch.cuda.is_available():
-        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    torch._dynamo.reset()
+
+
+def caching_rate(path: str, batch: int, steps: int, guidance: float, teacher_flops_fwd: float) -> dict:
+    """Latents per second of the cache stage's sampler (DDIM, CFG: two UNet passes per step)."""
+    dtype = torch.float16 if torch.cuda.is_available() else torch.float32
+    pipe = load_pipeline(path, "ddim", dtype=dtype)
+    prompts = [f"a photo of thing number {i}" for i in range(2 * batch)]
+    generate(pipe, prompts[:batch], list(range(batch)), steps, guidance, batch, output_type="latent")  # warm-up
+    sync()
     t0 = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    generate(pipe, prompts[batch:], list(range(batch, 2 * batch)), steps, guidance, batch, output_type="latent")
+    sync()
+    rate = batch / (time.perf_counter() - t0)
+    flops = steps * 2 * teacher_flops_fwd
+    peak = peak_flops()
+    return {"batch": batch, "steps": steps, "dtype": str(dtype).removeprefix("torch."), "latents_per_s": rate,
+            "tflop_per_latent": flops / 1e12, "mfu": rate * flops / peak if peak else None,
+            "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
+
+
+def parse_config(text: str) -> dict:
+    parts = text.split(":")
+    if parts[0] not in ("naive", "ours") or len(parts) < 2 or not parts[1].isdigit():
+        raise SystemExit(f"--configs: {text!r} is not kind:batch[:precision[:compile]] (kind: naive | ours)")
+    precision = parts[2] if len(parts) > 2 else ("fp16" if torch.cuda.is_available() else "no")
+    if precision not in ("no", "fp16", "bf16") or (len(parts) > 3 and parts[3] != "compile"):
+        raise SystemExit(f"--configs: {text!r}: precision is no | fp16 | bf16, then optionally :compile")
+    return {"name": text, "kind": parts[0], "batch": int(parts[1]), "precision": "no" if parts[0] == "naive" else
+            precision, "compile": len(parts) > 3}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default="models/teacher")
+    ap.add_argument("--teacher", default="models/teacher", help="a pipeline folder (e.g. rcd sd-random's teacher)")
     ap.add_argument("--student", default="bk_small")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--teacher-dtype", default="auto")
-    ap.add_argument("--mixed-precision", default=None, help="no | fp16 | bf16 (default: fp16 on GPU, no on CPU)")
+    ap.add_argument("--configs", nargs="+", default=["naive:16", "ours:16"])
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per setting")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--compile-warmup", type=int, default=3)
+    ap.add_argument("--text-embeds", default="off", choices=["off", "memory"])
+    ap.add_argument("--cache-batch", type=int, default=0, help="also time latent caching at this batch (0: no)")
+    ap.add_argument("--cache-steps", type=int, default=25)
+    ap.add_argument("--budget-s", type=float, default=float("inf"), help="start no setting after this many seconds")
     ap.add_argument("--out", default="benchmarks/results/distill_throughput.json")
     args = ap.parse_args()
-    mp = args.mixed_precision or ("fp16" if torch.cuda.is_available() else "no")
+    configs = [parse_config(c) for c in args.configs]
+    start = time.perf_counter()
 
+    probe = load_pipeline(args.teacher)
+    flops = train_flops_per_sample(probe, args.student)
+    latents, captions, pool = data(probe)
+    del probe
+    free()
+    peak = peak_flops()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = sd_random_pipeline(Path(tmp) / "sd") if args.teacher == "sd-random" else Path(args.teacher)
-        pipe = load_pipeline(str(path))
-        c, h = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-        latents = torch.randn(512, c, h, h, generator=torch.Generator().manual_seed(0))
-        captions = [f"a large red circle in the center {i}" for i in range(512)]
-        pool = [f"{s} {col} triangle, top left" for s in ("a small", "a big", "one tiny") for col in
-                ("red", "green", "blue", "yellow", "purple", "cyan")] * 50
-        common = dict(student=args.student, steps=args.steps, batch_size=args.batch_size, checkpoint_every=10**9,
-                      log_every=10**9, warmup_steps=0)
-        naive_cfg = DistillParams(**common, work_dir=str(Path(tmp) / "naive"))
-        ours_cfg = DistillParams(**common, work_dir=str(Path(tmp) / "ours"), teacher_dtype=args.teacher_dtype,
-                                 mixed_precision=mp, text_embeds="memory")
-        t_naive = timed(lambda: naive(naive_cfg, load_pipeline(str(path)), latents, captions, pool))
-        peak_naive = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-        t_ours = timed(lambda: distill(ours_cfg, load_pipeline(str(path)), latents, captions, pool))
-        peak_ours = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        for i, c in enumerate(configs):
+            if time.perf_counter() - start > args.budget_s:
+                rows.append({**c, "skipped": f"time budget of {args.budget_s:.0f} s spent"})
+                continue
+            t_setting = time.perf_counter()
+            dtype = {"no": "float32", "fp16": "float16", "bf16": "bfloat16"}[c["precision"]]
+            cfg = DistillParams(student=args.student, batch_size=c["batch"], lr=5e-5, warmup_steps=0,
+                                work_dir=str(Path(tmp) / f"run{i}"), mixed_precision=c["precision"],
+                                teacher_dtype=dtype, text_embeds=args.text_embeds, compile=c["compile"])
+            warmup = args.compile_warmup if c["compile"] else args.warmup
+            run = naive_rates if c["kind"] == "naive" else ours_rates
+            try:
+                rates = run(cfg, load_pipeline(args.teacher), latents, captions, pool, args.steps, warmup)
+            except torch.OutOfMemoryError as err:
+                rows.append({**c, "error": f"out of memory: {str(err).splitlines()[0]}"})
+                free()
+                continue
+            rate = statistics.median(rates)
+            rows.append({**c, "samples_per_s": rate, "setting_wall_s": time.perf_counter() - t_setting,
+                         "mfu": rate * flops["per_sample"] / peak if peak else None,
+                         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None})
+            r = rows[-1]
+            print(f"{c['name']:<24} {rate:8.1f} samples/s" + (f"  MFU {r['mfu']:.1%}" if r["mfu"] else "")
+                  + (f"  peak {r['peak_gpu_gb']:.1f} GB" if r["peak_gpu_gb"] else "")
+                  + f"  ({r['setting_wall_s']:.0f} s)", flush=True)
+            free()
+    cache = None
+    if args.cache_batch and time.perf_counter() - start <= args.budget_s:
+        cache = caching_rate(args.teacher, args.cache_batch, args.cache_steps, 7.5, flops["teacher_forward"])
+        print(f"latent caching: {cache['latents_per_s']:.2f} latents/s at batch {cache['batch']}, {cache['steps']} "
+              f"DDIM steps with CFG" + (f", MFU {cache['mfu']:.1%}" if cache["mfu"] else ""), flush=True)
 
-    n = args.steps * args.batch_size
-    res = {"teacher": args.teacher, "student": args.student, "steps": args.steps, "batch_size": args.batch_size,
-           "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-           "threads": torch.get_num_threads(), "mixed_precision": mp, "teacher_dtype": args.teacher_dtype,
-           "naive_samples_per_s": n / t_naive, "ours_samples_per_s": n / t_ours, "ratio": t_naive / t_ours,
-           "peak_gpu_gb_naive": peak_naive, "peak_gpu_gb_ours": peak_ours,
-           "peak_rss_gb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-    print(f"naive: {res['naive_samples_per_s']:.1f} samples/s   ours: {res['ours_samples_per_s']:.1f} samples/s   "
-          f"ratio {res['ratio']:.2f}x  ({args.steps} steps x batch {args.batch_size}, {res['device']})")
-    if peak_ours is not None:
-        print(f"peak GPU memory: naive {peak_naive:.1f} GB, ours {peak_ours:.1f} GB")
+    naive = next((r for r in rows if r["kind"] == "naive" and "samples_per_s" in r), None)
+    for r in rows:
+        if naive and "samples_per_s" in r:
+            r["vs_naive"] = r["samples_per_s"] / naive["samples_per_s"]
+    res = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+           "torch": torch.__version__, "teacher": args.teacher, "student": args.student,
+           "latent_size": latents.shape[-1], "text_embeds": args.text_embeds, "timed_steps": args.steps,
+           "peak_16bit_flops": peak, "flops": flops, "settings": rows, "caching": cache,
+           "wall_s": time.perf_counter() - start}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.out} ({res['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

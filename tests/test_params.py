@@ -94,3 +94,41 @@ def test_gate_metric_names_cover_what_evaluate_writes():
         assert GATE_METRIC.fullmatch(name), name
     for name in ("unseen.nonsense", "steps.x.unseen.shape", "shape"):
         assert not GATE_METRIC.fullmatch(name), name
+
+
+def test_params_show_prints_every_key_with_defaults(workdir):
+    from rcdistill.config import load_params
+
+    r = rcd("params", "show")
+    assert r.returncode == 0, r.stderr
+    shown = yaml.safe_load(r.stdout)
+    assert shown["distill"]["compile"] is False and shown["cache"]["teacher_dtype"] == "auto"  # defaults filled in
+    assert shown["world"]["image_size"] == 32 and shown["distill"]["steps"] == 4                 # the file's values
+    (workdir / "shown.yaml").write_text(r.stdout)
+    assert load_params(workdir / "shown.yaml") == load_params(workdir / "params.yaml")
+
+
+@pytest.mark.parametrize("profile", sorted(p.parent.name for p in (REPO / "profiles").glob("*/params.yaml")))
+def test_params_use_writes_a_profile_that_dvc_can_track(workdir, profile):
+    """A profile leaves out keys it does not change; DVC wants every key a stage tracks, so
+    `rcd params use` spells them out (what `dvc repro` of a bare copied profile used to fail on)."""
+    from rcdistill.config import load_params
+
+    src = REPO / "profiles" / profile / "params.yaml"
+    r = rcd("params", "use", str(src))
+    assert r.returncode == 0, r.stderr
+    written = yaml.safe_load((workdir / "params.yaml").read_text())
+    dvc_keys = [k for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values()
+                for k in stage.get("params", [])]
+    for dotted in dvc_keys:
+        node = written
+        for part in dotted.split("."):
+            assert part in node, f"{profile}: {dotted} missing"
+            node = node[part]
+    assert load_params(workdir / "params.yaml") == load_params(src)
+    before = (workdir / "params.yaml").read_bytes()
+    bad = workdir / "bad.yaml"
+    bad.write_text("distill: {rc_prob: 3}\n")
+    r = rcd("params", "use", str(bad))
+    assert r.returncode == 2 and "distill.rc_prob" in r.stderr
+    assert (workdir / "params.yaml").read_bytes() == before  # a bad profile overwrites nothing

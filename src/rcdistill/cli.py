@@ -31,6 +31,32 @@ def cmd_params_check(args) -> int:
     return 0
 
 
+def _effective_yaml(p) -> str:
+    import yaml
+
+    return yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
+
+
+def cmd_params_show(args) -> int:
+    """Every key with the value the stages will use: the file's, or the default it leaves out."""
+    print(_effective_yaml(load_params(args.params)), end="")
+    return 0
+
+
+def cmd_params_use(args) -> int:
+    """Write a profile's effective params (every key spelled out, as DVC tracks them) to --params."""
+    from .io import atomic_write_text
+
+    p = load_params(args.profile)
+    target = Path(args.params)
+    header = (f"# written by `rcd params use {args.profile}`: that profile with every default spelled out\n"
+              "# (DVC tracks keys the profile leaves out); edit freely, `rcd params check` validates.\n")
+    atomic_write_text(target, header + _effective_yaml(p))
+    print(f"{target}: now {args.profile} (teacher: {p.teacher.source} at {p.teacher.path}; "
+          f"prompts: {p.prompts.source}); run `dvc repro`")
+    return 0
+
+
 def cmd_prompts(args) -> int:
     from .world.prompts import write_prompts
 
@@ -234,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("params", help="params utilities")
     prsub = pr.add_subparsers(dest="params_cmd", required=True)
     prsub.add_parser("check", help="validate params.yaml").set_defaults(fn=cmd_params_check)
+    prsub.add_parser("show", help="print the effective params: every key, defaults filled in"
+                     ).set_defaults(fn=cmd_params_show)
+    pu = prsub.add_parser("use", help="make a profile (e.g. profiles/sd15/params.yaml) the params file, "
+                          "every default spelled out")
+    pu.add_argument("profile")
+    pu.set_defaults(fn=cmd_params_use)
 
     sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)
     sub.add_parser("evaluators", help="stage: train the world classifier and CLIP").set_defaults(fn=cmd_evaluators)

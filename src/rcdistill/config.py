@@ -146,7 +146,8 @@ class CacheParams(Strict):
     seed: int = 1000
     latents_per_prompt: int = Field(1, ge=1, le=1000)
     shard_size: int = Field(64, ge=1, le=100_000)
-    dtype: Literal["float32", "float16"] = "float32"
+    dtype: Literal["float32", "float16"] = "float32"   # how latents are stored
+    teacher_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # how the teacher samples them
 
 
 class LossWeights(Strict):

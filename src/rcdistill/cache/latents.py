@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from ..config import Params
 from ..errors import CacheError, UserError
 from ..io import atomic_write_json, read_jsonl
-from ..sampling import generate, load_pipeline
+from ..precision import frozen_dtype
+from ..sampling import device, generate, load_pipeline
 from .identity import file_sha256, teacher_fingerprint, texts_sha256
 
 MANIFEST = "manifest.json"
@@ -48,6 +49,7 @@ def cache_identity(params: Params, prompts: list[str]) -> dict:
         "latents_per_prompt": c.latents_per_prompt,
         "shard_size": c.shard_size,
         "dtype": c.dtype,
+        "teacher_dtype": str(frozen_dtype(c.teacher_dtype, device())).removeprefix("torch."),
         "prompts_sha256": texts_sha256(prompts),
         "n_rows": len(prompts) * c.latents_per_prompt,
     }
@@ -151,7 +153,7 @@ def build_cache(params: Params, rebuild: bool = False, worker: str | None = None
         (folder / f".{_shard_name(k)}.tmp").unlink(missing_ok=True)  # leftovers of a killed write of ours
     if not mine:
         return folder
-    pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    pipe = load_pipeline(params.teacher.path, params.sampling.scheduler, frozen_dtype(c.teacher_dtype, device()))
     dtype = getattr(torch, c.dtype)
     label = "cache latents" + (f" (worker {index}/{n_workers})" if n_workers > 1 else "")
     bar = tqdm(total=len(mine), desc=label, unit="shard", mininterval=2)

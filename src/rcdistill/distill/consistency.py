@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
+from ..precision import frozen_dtype
 from .data import RCBatch, RCSampler, TextBank
-from .loop import make_accelerator, teacher_dtype, train
+from .loop import make_accelerator, train
 
 
 def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -61,7 +62,7 @@ class ConsistencyObjective:
     def __init__(self, cfg, teacher: UNet2DConditionModel, init: UNet2DConditionModel, scheduler_config,
                  uncond: torch.Tensor, device: torch.device):
         self.cfg, self.device = cfg, device
-        self.teacher = teacher.eval().requires_grad_(False).to(device, teacher_dtype(cfg.teacher_dtype, device))
+        self.teacher = teacher.eval().requires_grad_(False).to(device, frozen_dtype(cfg.teacher_dtype, device))
         self.student = with_guidance_input(init, cfg.time_cond_proj_dim)
         self.target = with_guidance_input(init, cfg.time_cond_proj_dim).eval().requires_grad_(False).to(device)
         noise = DDPMScheduler.from_config(scheduler_config)

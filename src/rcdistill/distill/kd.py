@@ -6,8 +6,9 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from ..students import build_student, feature_pairs, init_from_teacher
+from ..precision import frozen_dtype
 from .data import RCBatch, RCSampler, TextBank, timestep_weights
-from .loop import make_accelerator, teacher_dtype, train
+from .loop import make_accelerator, train
 from .losses import distill_losses, prediction_target
 from .taps import FeatureTaps
 
@@ -21,7 +22,7 @@ class KDObjective:
         self.teacher = teacher.eval().requires_grad_(False)
         self.student = build_student(teacher.config, cfg.student)
         init_from_teacher(self.student, self.teacher, cfg.student)
-        self.teacher.to(device, teacher_dtype(cfg.teacher_dtype, device))
+        self.teacher.to(device, frozen_dtype(cfg.teacher_dtype, device))
         self.noise_sched = DDPMScheduler.from_config(scheduler_config)  # same betas and prediction type
         pairs = feature_pairs(self.teacher, self.student, cfg.student) if cfg.loss.feat > 0 else []
         self.t_taps = FeatureTaps(self.teacher, [t for t, _ in pairs])

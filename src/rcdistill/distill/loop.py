@@ -62,12 +62,6 @@ def _save_checkpoint(accelerator: Accelerator, work_dir: Path, step: int, keep: 
         shutil.rmtree(old, ignore_errors=True)
 
 
-def teacher_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
-
-
 def make_accelerator(cfg) -> Accelerator:
     # AcceleratorState is a process-wide singleton that pins mixed_precision; reset it (the
     # process group in PartialState stays) so one process can run loops of different precision.

@@ -1,5 +1,5 @@
 """GPU efficiency switches of a training loop (params: compile, channels_last, fused_adam, tf32,
-gradient_checkpointing; teacher_dtype lives in loop.py). `auto` means on for CUDA and off on CPU,
+gradient_checkpointing; teacher_dtype: rcdistill/precision.py). `auto` means on for CUDA and off on CPU,
 so the CPU path, its numbers and its tests stay exactly as they were.
 
 Measured on one H200 for an SD-v1-sized teacher and bk_small (README, GPU efficiency): compile

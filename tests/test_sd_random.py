@@ -1,0 +1,78 @@
+"""The SD-sized profile end to end on CPU: real channel widths (UNet 859.5M, bk_small 482M),
+16x16 latents, a handful of prompts and steps. It runs what the toy cannot reach: multi-GB
+pipeline folders and checkpoints, fp16 latent shards, bf16 teacher and autocast, the Inception
+FID path, an open_clip CLIP score and multi-GB registered pyfunc models."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, deep_update, rcd
+
+CPU = {  # what a 2-core CPU can run in minutes; widths stay SD's
+    "world": {"image_size": 128},
+    "prompts": {"cache_pool_size": 8, "eval_per_set": 4},
+    "sampling": {"steps": 3, "batch_size": 4},
+    "cache": {"shard_size": 4},
+    "distill": {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
+                "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
+    "consistency": {"steps": 2, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
+                    "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
+    "evaluate": {"eval_per_set": 4, "latency_repeats": 1, "grid_prompts": 2, "kid_subsets": 2,
+                 "steps": {"teacher": [3], "student": [3], "student_fast": [2]}},
+}
+
+
+@pytest.mark.slow
+def test_sd_sized_profile_runs_end_to_end_on_cpu(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(REPO / "dvc.yaml", ws)
+    shutil.copytree(REPO / "src", ws / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "profiles", ws / "profiles")
+    assert rcd("params", "use", "profiles/sd-random/params.yaml", cwd=ws).returncode == 0  # as a user would
+    profile = yaml.safe_load((ws / "params.yaml").read_text())
+    (ws / "params.yaml").write_text(yaml.safe_dump(deep_update(profile, CPU), sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=ws, check=True)
+
+    r = rcd("sd-random", "--out", "models/sd_random", "--latent-size", "16", cwd=ws)
+    assert r.returncode == 0, r.stderr[-2000:]
+    teacher_gb = sum(f.stat().st_size for f in (ws / "models/sd_random/teacher").rglob("*") if f.is_file()) / 2**30
+    assert teacher_gb > 3.5  # fp32 SD v1: 3.4 GB UNet + 0.5 GB text encoder + 0.3 GB VAE
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=ws, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"dvc repro: {(r.stdout + r.stderr)[-4000:]}"
+
+    manifest = json.loads((ws / "data/latents/manifest.json").read_text())
+    assert sum(s["rows"] for s in manifest["shards"]) == 8
+    from safetensors import safe_open
+
+    with safe_open(str(ws / "data/latents" / manifest["shards"][0]["file"]), "pt") as f:
+        lat = f.get_tensor("latents")
+    assert lat.dtype.is_floating_point and lat.element_size() == 2 and tuple(lat.shape[1:]) == (4, 16, 16)
+
+    distilled = json.loads((ws / "metrics/distill.json").read_text())["distill"]
+    assert distilled["teacher_unet_params"] == 859_520_964 and 4.5e8 < distilled["student_unet_params"] < 5e8
+    m = json.loads((ws / "metrics/evaluate.json").read_text())
+    for model in ("teacher", "student", "student_fast"):
+        for s in ("seen", "unseen"):
+            assert m[model][s]["fid"] >= 0 and "clip_score" in m[model][s], (model, s)
+    reg = json.loads((ws / "metrics/register.json").read_text())
+    assert reg["version"] == 1 and reg["student_fast"]["version"] == 1
+
+    # the registered student is a multi-GB pyfunc model whose pipeline loads and samples
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlruns/mlflow.db'}")
+    uri = f"models:/{profile['registry']['model_name']}@challenger"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "dl"))
+    size_gb = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file()) / 2**30
+    assert size_gb > 1.5, size_gb  # bk_small alone is 482M parameters
