@@ -110,3 +110,21 @@ def test_real_model_judges_refuse_missing_files(workdir):
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     r = rcd("params", "check")
     assert r.returncode == 2 and "evaluate.inception_path" in r.stderr
+
+
+def test_fid_with_fewer_images_than_feature_dimensions():
+    """Inception features are 2048-d; a small eval set makes both covariances singular, where
+    clean-fid's sqrtm goes complex and raises. The symmetric form gives the same FID where
+    clean-fid works and a finite one where it does not."""
+    import numpy as np
+    from cleanfid import fid as cleanfid
+
+    from rcdistill.evaluate.metrics import _fid_symmetric, fid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 16)), rng.normal(size=(400, 16)) * 1.3 + 0.2
+    assert abs(_fid_symmetric(a, b) - cleanfid.fid_from_feats(a, b)) < 1e-6
+    small_a, small_b = rng.normal(size=(4, 2048)), rng.normal(size=(4, 2048)) + 1.0
+    far = fid(small_a, small_b)
+    assert np.isfinite(far) and far > 2048 * 0.9  # the mean shift alone is 2048
+    assert abs(fid(small_a, small_a)) < 1e-2

@@ -10,7 +10,25 @@ from ..world.vocab import ATTRIBUTES
 
 
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-    return float(cleanfid.fid_from_feats(np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)))
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    try:
+        return float(cleanfid.fid_from_feats(a, b))
+    except ValueError:
+        # clean-fid refuses a complex sqrtm(S_a S_b), which happens when there are fewer images than
+        # feature dimensions (2048 for Inception), so both covariances are singular. The trace term
+        # equals the sum of sqrt(eigenvalues) of the symmetric PSD sqrt(S_a) S_b sqrt(S_a), which
+        # stays real; same value where clean-fid's works.
+        return _fid_symmetric(a, b)
+
+
+def _fid_symmetric(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(w.clip(min=0))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)
+    value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(inner).sum()
+    return float(max(value, 0.0))  # rounding can leave -1e-3 for identical sets
 
 
 def kid(feats_a: np.ndarray, feats_b: np.ndarray, subsets: int, seed: int = 0) -> float:
