@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from rcdistill.config import ClipParams
-from rcdistill.evaluate.metrics import concept_accuracy, fid, kid
+from rcdistill.evaluate.concepts import concept_accuracy
+from rcdistill.evaluate.metrics import fid, kid
 from rcdistill.evaluators.world_clip import train_world_clip
 from rcdistill.world.render import random_attributes, render_attributes
 from rcdistill.world.vocab import ATTRIBUTES

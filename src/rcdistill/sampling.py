@@ -45,6 +45,15 @@ def load_pipeline(path: str, scheduler: str | None = "ddim", dtype: torch.dtype 
     return pipe.to(device())
 
 
+def require_pipeline_folder(path: str | Path) -> Path:
+    """A diffusers pipeline folder (model_index.json), or one line saying which stage writes it."""
+    from .errors import UserError
+
+    if not (Path(path) / "model_index.json").exists():
+        raise UserError(f"{path}: not a pipeline folder; run the stage that writes it")
+    return Path(path)
+
+
 def folder_defaults(path: str | Path) -> dict:
     """{steps, guidance_scale} a pipeline folder asks to be sampled with, or {} when it says nothing."""
     f = Path(path) / DEFAULTS_FILE

@@ -17,7 +17,7 @@ from ..images import grid
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from ..evaluators.classifier import load_classifier
 from ..sampling import generate, load_pipeline
-from ..teacher.stage import concept_accuracy
+from ..evaluate.concepts import sampled_accuracy
 from ..tracking import stage_run
 from .kd import distill
 
@@ -113,7 +113,7 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
             if not rows:
                 continue
             if classifier is not None:
-                metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"{label} check ({name})",
+                metrics[name], images = sampled_accuracy(pipe, rows, classifier, params, f"{label} check ({name})",
                                                          steps, guidance_scale)
             else:
                 images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], steps,

@@ -1,12 +1,9 @@
-"""Set-level image metrics: FID and KID (clean-fid's formulas on given features), concept accuracy."""
+"""Set-level image metrics: FID and KID (clean-fid's formulas on given features)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from cleanfid import fid as cleanfid
 
-from ..evaluators.classifier import accuracy
-from ..world.vocab import ATTRIBUTES
 
 
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
@@ -41,21 +38,3 @@ def kid(feats_a: np.ndarray, feats_b: np.ndarray, subsets: int, seed: int = 0) -
                                               num_subsets=subsets, max_subset_size=size))
     finally:
         np.random.set_state(state)
-
-
-def row_labels(rows: list[dict]) -> dict[str, torch.Tensor]:
-    return {a: torch.tensor([ATTRIBUTES[a].index(r[a]) for r in rows]) for a in ATTRIBUTES}
-
-
-def concept_accuracy(pred: dict[str, torch.Tensor], rows: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
-    """Accuracy per attribute, and per concept: e.g. `shape=triangle` is the shape accuracy on
-    the prompts that ask for a triangle."""
-    labels = row_labels(rows)
-    per_concept = {}
-    for a, values in ATTRIBUTES.items():
-        hit = pred[a] == labels[a]
-        for i, v in enumerate(values):
-            mask = labels[a] == i
-            if mask.any():
-                per_concept[f"{a}={v}"] = hit[mask].float().mean().item()
-    return accuracy(pred, labels), per_concept

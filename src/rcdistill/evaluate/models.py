@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..config import Params
-from ..errors import UserError
-from ..sampling import folder_defaults, load_pipeline
+from ..sampling import folder_defaults, load_pipeline, require_pipeline_folder
 
 
 @dataclass
@@ -19,8 +17,7 @@ class EvalModel:
     steps: list[int]          # every step count to sample, most first
 
     def load(self):
-        if not (Path(self.path) / "model_index.json").exists():
-            raise UserError(f"{self.path}: not a pipeline folder; run the stage that writes it")
+        require_pipeline_folder(self.path)
         return load_pipeline(self.path, self.scheduler)
 
 

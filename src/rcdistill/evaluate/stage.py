@@ -19,7 +19,8 @@ from ..tracking import flatten, stage_run
 from ..world.render import render_attributes
 from .judges import Judges
 from .latency import unet_step_ms
-from .metrics import concept_accuracy, fid, kid, row_labels
+from .concepts import concept_accuracy, row_labels
+from .metrics import fid, kid
 from .models import eval_models
 from .report import concept_csv, fewest_steps, quality_vs_steps_csv, vs_teacher
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import Params
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..sampling import require_pipeline_folder
 from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
 from .entries import RegistryEntry, entry_for, registry_entries
@@ -105,8 +106,7 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
 def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
     import mlflow
 
-    if not (Path(entry.folder) / "model_index.json").exists():
-        raise UserError(f"{entry.folder}: not a pipeline folder; run the stage that writes it")
+    require_pipeline_folder(entry.folder)
     name = entry.model_name
     digest = folder_digest(entry.folder)
     client = _client(params)

@@ -15,7 +15,7 @@ from ..images import grid
 from ..io import atomic_write_json, read_jsonl
 from ..sampling import load_pipeline
 from ..tracking import stage_run
-from .stage import concept_accuracy
+from ..evaluate.concepts import sampled_accuracy
 
 METRICS_FILE = Path("metrics/teacher.json")
 GATED = ("shape", "colour")
@@ -43,7 +43,7 @@ def run_teacher_gate(params: Params) -> dict:
             rows = read_jsonl(prompts / f"eval_{name}.jsonl")[: gate.eval_per_set]
             if not rows:
                 continue
-            metrics[name], images = concept_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
+            metrics[name], images = sampled_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
             samples.append(images[:20])
             log({f"gate.{name}.{a}": v for a, v in metrics[name].items()})
         log.image(grid(torch.cat(samples), ncol=10, scale=3), "teacher_samples.png")

@@ -15,7 +15,7 @@ import torch
 from ..config import Params
 from ..evaluators.classifier import accuracy, load_classifier
 from ..io import atomic_dir, atomic_write_json
-from ..sampling import generate, load_pipeline
+from ..sampling import load_pipeline
 from ..tracking import stage_run
 from ..world.captions import caption
 from ..world.render import random_attributes, render_attributes
@@ -28,19 +28,6 @@ from .vae import decode, encode, train_vae
 
 CHECKS_FILE = Path("metrics/teacher_checks.json")
 CHECKS_NAME = "training_checks.json"   # kept inside the teacher folder too
-
-
-def eval_labels(rows: list[dict]) -> dict[str, torch.Tensor]:
-    return {a: torch.tensor([ATTRIBUTES[a].index(r[a]) for r in rows]) for a in ATTRIBUTES}
-
-
-def concept_accuracy(pipe, rows: list[dict], classifier, params: Params, desc: str, steps: int | None = None,
-                     guidance_scale: float | None = None) -> tuple[dict[str, float], torch.Tensor]:
-    """Classifier accuracy per attribute on samples of `pipe` (default: the `sampling` settings)."""
-    s = params.sampling
-    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], steps or s.steps,
-                      s.guidance_scale if guidance_scale is None else guidance_scale, s.batch_size, desc=desc)
-    return accuracy(classifier.predict(images), eval_labels(rows)), images
 
 
 def train_toy_teacher(params: Params, out_dir: Path, log) -> dict:
