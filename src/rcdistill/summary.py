@@ -35,10 +35,13 @@ def summary_lines() -> list[str]:
     s = ev["student"]
     lines.append(f"{'all':<7}{'ms/UNet call':<14}{t['ms_per_unet_step']:>14.1f}{s['ms_per_unet_step']:>14.1f}"
                  f"   (student/teacher {s['unet_step_ratio']:.2f}x)")
-    lines.append("unseen shape accuracy by sampling steps:")
-    for m in models:
+    # the world's headline is unseen shape accuracy; real models (no world classifier) show FID
+    key = next((k for k in ("shape", "fid", "clip_score") if k in t.get("unseen", {})), None)
+    if key:
+        lines.append(f"unseen {key} by sampling steps:")
+    for m in models if key else ():
         steps = sorted(ev[m]["steps"].items(), key=lambda kv: int(kv[0]))
-        curve = "  ".join(f"{n}: {e['unseen']['shape']:.3f}" for n, e in steps if "unseen" in e)
+        curve = "  ".join(f"{n}: {e['unseen'][key]:.3f}" for n, e in steps if key in e.get("unseen", {}))
         lines.append(f"  {m:<13}{curve}")
     if s.get("fewest_steps_95"):
         lines.append(f"student keeps >= 0.95x its {s['default_steps']}-step accuracy down to {s['fewest_steps_95']} steps")
