@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO / "flows"))
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings  # noqa: E402
 
 import rcdistill_flow as rf  # noqa: E402
+from flows.dvc_pipeline import flow_stages  # noqa: E402
 
 VENV_BIN = str(Path(sys.executable).parent)
 FLOW_STAGES = rf.STAGES
@@ -140,6 +142,43 @@ def test_bad_override_fails_at_once_and_writes_nothing(tmp_path):
     assert state.is_failed() and "unknown key 'distill.no_such_key'" in state.message
     assert (ws / "params.yaml").read_bytes() == before
     assert not (ws / "dvc.lock").exists() and not (ws / "data").exists() and not (ws / "mlruns").exists()
+
+
+def test_flow_stages_are_read_from_dvc_yaml(tmp_path):
+    """The flow's stages are dvc.yaml's from cache_latents on, in dvc.yaml's order: no copy to keep in step."""
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    names = list(dvc_yaml["stages"])
+    assert FLOW_STAGES == names[names.index("cache_latents"):]
+    assert FLOW_STAGES[0] == "cache_latents" and FLOW_STAGES[-1] == names[-1] and "teacher" not in FLOW_STAGES
+    assert inspect.signature(rf.rcdistill.fn).parameters["stages"].default == FLOW_STAGES
+
+    def flow_stages_of(stages: dict) -> list[str]:
+        (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({**dvc_yaml, "stages": stages}, sort_keys=False))
+        return flow_stages(tmp_path)
+
+    stages = dvc_yaml["stages"]
+    # a stage added after the last one is run by the flow; one added upstream is left to DVC
+    assert flow_stages_of({"early": {"cmd": "true"}, **stages, "publish": {"cmd": "true"}}) == FLOW_STAGES + ["publish"]
+    # dvc.yaml's order, whatever it is
+    reordered = {k: stages[k] for k in names if k != "distill"} | {"distill": stages["distill"]}
+    assert flow_stages_of(reordered) == [s for s in FLOW_STAGES if s != "distill"] + ["distill"]
+    with pytest.raises(ValueError, match="no stage 'cache_latents'"):
+        flow_stages_of({k: v for k, v in stages.items() if k != "cache_latents"})
+
+
+def test_flow_loads_as_a_script_and_as_a_deployment_entrypoint(tmp_path):
+    """`python flows/rcdistill_flow.py` and Prefect's entrypoint loader find the flows package from any cwd."""
+    env = {**os.environ, "PREFECT_HOME": _PREFECT_HOME}
+    out = subprocess.run([sys.executable, str(REPO / "flows" / "rcdistill_flow.py"), "--help"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "--consistency-rc-prob" in out.stdout, out.stderr[-3000:]
+    code = ("import inspect, json\nfrom prefect.flows import load_flow_from_entrypoint\n"
+            f"f = load_flow_from_entrypoint({str(REPO / 'flows' / 'rcdistill_flow.py') + ':rcdistill'!r})\n"
+            "print(f.name, json.dumps(inspect.signature(f.fn).parameters['stages'].default))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    name, stages = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert name == "rcdistill" and json.loads(stages) == FLOW_STAGES, out.stdout
 
 
 def test_overrides_are_written_in_place_keeping_comments(tmp_path):

@@ -1,0 +1,67 @@
+"""The flow's own MLflow run: the parent of the stage runs, tagged with the Prefect flow run."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+
+from rcdistill.config import Params
+
+
+def tracking_uri(ws: Path, p: Params) -> str:
+    uri = p.tracking.uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(ws / uri[len("sqlite:///"):])
+    if "://" not in uri:
+        return str(ws / uri)
+    return uri
+
+
+class FlowRun:
+    """The flow's own MLflow run (parent of the stage runs it starts); MLflow trouble never fails the flow."""
+
+    def __init__(self, ws: Path, p: Params, tags: dict[str, str], params: dict[str, Any]):
+        self.client = self.run_id = None
+        self.uri = tracking_uri(ws, p)
+        try:
+            from mlflow import MlflowClient
+
+            (ws / "mlruns").mkdir(exist_ok=True)
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(p.tracking.experiment)
+            if exp is None:
+                exp_id = self.client.create_experiment(
+                    p.tracking.experiment, artifact_location=(ws / p.tracking.artifacts).resolve().as_uri())
+            else:
+                exp_id = exp.experiment_id
+            self.experiment_id = exp_id
+            run = self.client.create_run(exp_id, run_name="prefect-flow", tags=tags)
+            self.run_id = run.info.run_id
+            for k, v in params.items():
+                self.client.log_param(self.run_id, k, json.dumps(v) if not isinstance(v, str) else v)
+        except Exception as err:  # noqa: BLE001
+            get_run_logger().warning("MLflow flow run not recorded: %s", err)
+            self.client = None
+
+    def stage_runs(self, flow_run_id: str) -> list[tuple[str, str]]:
+        if not self.client:
+            return []
+        with contextlib.suppress(Exception):
+            runs = self.client.search_runs([self.experiment_id],
+                                           f"tags.`prefect.flow_run_id` = '{flow_run_id}'",
+                                           order_by=["attributes.start_time ASC"])
+            return [(r.info.run_name, r.info.run_id) for r in runs if r.info.run_id != self.run_id]
+        return []
+
+    def finish(self, ok: bool, tags: dict[str, str], metrics: dict[str, float]) -> None:
+        if not self.client:
+            return
+        with contextlib.suppress(Exception):
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, v)
+            for k, v in metrics.items():
+                self.client.log_metric(self.run_id, k, v)
+            self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")

@@ -1,0 +1,107 @@
+"""The Prefect task that runs one DVC stage (`dvc repro <stage>`), and which of its failures to retry."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+PERMANENT_EXIT_CODES = {1: "quality gate failed", 2: "user error (params or input)"}
+TAIL_LINES = 40
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PROGRESS = re.compile(r"\d+%\|")
+
+
+class StageFailed(Exception):
+    """`dvc repro <stage>` failed; the message carries the tail of the stage's output."""
+
+    def __init__(self, stage: str, exit_code: int | None, tail: str, transient: bool, reason: str):
+        super().__init__(stage, exit_code, tail, transient, reason)
+        self.stage, self.exit_code, self.tail, self.transient, self.reason = stage, exit_code, tail, transient, reason
+
+    def __str__(self) -> str:
+        code = "" if self.exit_code is None else f"exit code {self.exit_code}, "
+        retry = "transient, retried" if self.transient else "not retried"
+        return f"stage '{self.stage}' failed ({code}{self.reason}; {retry}); last output:\n{self.tail}"
+
+
+def classify_failure(exit_code: int | None, tail: str, dvc_rc: int) -> tuple[bool, str]:
+    """(transient, reason). rcd's own one-line errors (exit 2: user error, 1: quality gate) and DVC's
+    refusals are permanent; crashes, kills and a busy DVC lock are worth a retry."""
+    rcd_error = any(line.startswith("error: ") for line in tail.splitlines())
+    if exit_code is None:
+        if "unable to acquire lock" in tail.lower():
+            return True, "DVC lock busy"
+        if "ERROR" in tail:
+            return False, "DVC refused the stage"
+        return True, f"dvc exited with {dvc_rc} without an error message"
+    if exit_code in PERMANENT_EXIT_CODES and rcd_error:
+        return False, PERMANENT_EXIT_CODES[exit_code]
+    if exit_code < 0 or exit_code > 128:
+        return True, "killed by a signal"
+    return True, "crashed" if "Traceback" in tail else "failed"
+
+
+def stage_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in env.get("PATH", "").split(os.pathsep):  # `rcd` of this environment
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.update({"PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"})
+    env.update(extra)
+    return env
+
+
+def _retry_transient(task, task_run, state) -> bool:
+    exc = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return not isinstance(exc, StageFailed) or exc.transient
+
+
+@task(name="dvc-repro", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=_retry_transient)
+def dvc_stage(workspace: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
+    """`dvc repro <stage>` (DVC reruns stale upstream stages itself); output into the run logger."""
+    log = get_run_logger()
+    cmd = [sys.executable, "-m", "dvc", "repro", stage]
+    log.info("$ dvc repro %s   (in %s)", stage, workspace)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    ran: list[str] = []
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1)
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = _ANSI.sub("", raw.rstrip("\n").split("\r")[-1]).rstrip()  # progress bars: last update
+            if not line:
+                continue
+            if not _PROGRESS.search(line):
+                tail.append(line)
+            m = re.search(r"Running stage '([^']+)'", line)
+            if m:
+                ran.append(m.group(1))
+            (log.error if line.startswith("ERROR") else log.info)("[%s] %s", stage, line)
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:  # the flow was cancelled or crashed: do not leave DVC running
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    seconds = time.monotonic() - start
+    if rc != 0:
+        text = "\n".join(tail)
+        m = re.findall(r"exited with (-?\d+)", text)
+        code = int(m[-1]) if m else None
+        raise StageFailed(stage, code, text, *classify_failure(code, text, rc))
+    status = "ran" if stage in ran else "up to date"
+    log.info("stage %s: %s in %.1f s%s", stage, status, seconds,
+             f" (also reproduced: {', '.join(s for s in ran if s != stage)})" if set(ran) - {stage} else "")
+    return {"stage": stage, "status": status, "seconds": round(seconds, 1), "reproduced": ran}

@@ -1,0 +1,60 @@
+"""The markdown artifact each flow run leaves: overrides, stage states, MLflow runs, model versions, metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcdistill.tracking import flatten
+
+if TYPE_CHECKING:
+    from flows.mlflow_run import FlowRun
+
+ARTIFACT_KEY = "rcdistill-metrics"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        v = f"{v:.4g}"
+    elif not isinstance(v, str):
+        v = json.dumps(v)
+    v = str(v).replace("|", "\\|").replace("\n", " ")
+    return v if len(v) <= 120 else v[:117] + "..."
+
+
+def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[dict], failed: str | None,
+                     metrics: dict[str, dict], mlflow_run: FlowRun, stage_runs: list[tuple[str, str]]) -> str:
+    md = [f"# rcdistill pipeline: {'FAILED at ' + failed if failed else 'completed'}", "",
+          f"Workspace `{ws}`", ""]
+    md += ["## Overrides", ""]
+    if overrides:
+        md += ["| key | value | changed params.yaml |", "|---|---|---|"]
+        md += [f"| `{k}` | {_fmt(v)} | {'yes (was ' + _fmt(changed[k][0]) + ')' if k in changed else 'no'} |"
+               for k, v in overrides.items()]
+    else:
+        md += ["none (params.yaml as it is)"]
+    md += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    md += [f"| {r['stage']} | {r['status']} | {r.get('seconds', '')} |" for r in results]
+    md += ["", "## MLflow", "", "| what | value |", "|---|---|",
+           f"| tracking URI | `{mlflow_run.uri}` |", f"| flow run id | `{mlflow_run.run_id or '-'}` |"]
+    md += [f"| stage run `{name}` | `{rid}` |" for name, rid in stage_runs]
+    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), None)
+    if isinstance(reg, dict):
+        md += [f"| registered model | `{reg.get('model_name', '-')}` version **{reg.get('version', '-')}** |",
+               f"| register run id | `{reg.get('run_id', '-')}` |"]
+        if "champion_version" in reg:
+            md += [f"| champion version | {_fmt(reg['champion_version']) if reg['champion_version'] is not None else '-'} |",
+                   f"| promoted | {_fmt(reg.get('promoted', '-'))} |", f"| gate | {_fmt(reg.get('reason', '-'))} |"]
+        fast = reg.get("student_fast")
+        if isinstance(fast, dict):
+            md += [f"| few-step model | `{fast.get('model_name', '-')}` version **{fast.get('version', '-')}**, "
+                   f"champion v{_fmt(fast.get('champion_version'))} |", f"| few-step gate | {_fmt(fast.get('reason', '-'))} |"]
+    md += ["", "## Metrics", ""]
+    if not metrics:
+        md += ["no metrics file yet"]
+    for path, data in metrics.items():
+        md += [f"### `{path}`", "", "| metric | value |", "|---|---|"]
+        md += [f"| {k} | {_fmt(v)} |" for k, v in flatten(data).items()]
+        md += [""]
+    return "\n".join(md) + "\n"
+
