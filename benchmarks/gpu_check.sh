@@ -33,22 +33,22 @@ else
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1
 "$PY" - <<'PY'
+import rcdistill.cli  # noqa: F401  (first: its import-time fixes, as every entry point does)
 import torch, diffusers, transformers, accelerate, pydantic, mlflow, open_clip, cleanfid  # noqa: F401
-import rcdistill.cli  # noqa: F401
 gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
 print(f"gpu_check: torch {torch.__version__}, diffusers {diffusers.__version__}, transformers "
       f"{transformers.__version__}, accelerate {accelerate.__version__}, mlflow {mlflow.__version__}; {gpu}")
 PY
 
 if [ "${SMOKE:-0}" = 1 ]; then
-  LATENT=8; CONFIGS="naive:1 ours:1"; STEPS=1; CACHE_BATCH=2; CACHE_STEPS=2; BUDGET=60
-  E2E_SET=(world.image_size=64 prompts.cache_pool_size=4 prompts.eval_per_set=4 sampling.steps=2
+  LATENT=8; CONFIGS="naive:1 ours:1"; STEPS=1; CACHE_BATCH=2; CACHE_STEPS=2; BUDGET=600
+  E2E_SET=(world.image_size=64 prompts.cache_pool_size=8 prompts.eval_per_set=4 sampling.steps=2
            sampling.batch_size=4 cache.shard_size=4 distill.steps=2 distill.batch_size=2 distill.mixed_precision=no
            distill.teacher_dtype=float32 consistency.steps=2 consistency.batch_size=2 consistency.mixed_precision=no
            consistency.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
            "evaluate.steps={teacher: [2], student: [2], student_fast: [1]}")
 else
-  LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-210}"
+  LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"
   CONFIGS="naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:fp16:compile ours:64:bf16:compile"
   E2E_SET=()
 fi
@@ -60,7 +60,7 @@ echo "== 2. throughput (settings start within ${BUDGET} s)"
 # shellcheck disable=SC2086
 "$PY" benchmarks/distill_throughput.py --teacher "$SCRATCH/e2e/models/sd_random/teacher" --configs $CONFIGS \
   --steps "$STEPS" --cache-batch "$CACHE_BATCH" --cache-steps "$CACHE_STEPS" --budget-s "$BUDGET" \
-  --out "$OUT_DIR/gpu_throughput.json" 2>&1 | grep -v -E "it/s|step/s|batch/s|Loading|float32|deprecat" || true
+  --out "$OUT_DIR/gpu_throughput.json" 2>&1 | grep --line-buffered -v -E "it/s|step/s|batch/s|Loading|float32|deprecat" || true
 
 echo "== 3. sd-random profile end to end"
 e2e_rc=0
