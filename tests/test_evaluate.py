@@ -129,3 +129,23 @@ def test_fid_with_fewer_images_than_feature_dimensions():
     far = fid(small_a, small_b)
     assert np.isfinite(far) and far > 2048 * 0.9  # the mean shift alone is 2048
     assert abs(fid(small_a, small_a)) < 1e-2
+
+
+def test_fid_survives_a_scipy_that_clean_fid_does_not_know(monkeypatch):
+    """clean-fid 0.1.35 calls scipy's sqrtm with `disp`, which newer scipy removed (a GPU image
+    had one): the FID must still come out, and equal to clean-fid's own where it works."""
+    import numpy as np
+    from cleanfid import fid as cleanfid
+
+    from rcdistill.evaluate.metrics import fid
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8)) + 0.5
+    expected = cleanfid.fid_from_feats(a, b)
+
+    def new_scipy_sqrtm(m, **kw):
+        if "disp" in kw:
+            raise TypeError("sqrtm() got an unexpected keyword argument 'disp'")
+
+    monkeypatch.setattr(cleanfid.linalg, "sqrtm", new_scipy_sqrtm)
+    assert abs(fid(a, b) - expected) < 1e-6

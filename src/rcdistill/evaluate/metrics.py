@@ -10,11 +10,12 @@ def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
     try:
         return float(cleanfid.fid_from_feats(a, b))
-    except ValueError:
-        # clean-fid refuses a complex sqrtm(S_a S_b), which happens when there are fewer images than
-        # feature dimensions (2048 for Inception), so both covariances are singular. The trace term
-        # equals the sum of sqrt(eigenvalues) of the symmetric PSD sqrt(S_a) S_b sqrt(S_a), which
-        # stays real; same value where clean-fid's works.
+    except (ValueError, TypeError):
+        # ValueError: clean-fid refuses a complex sqrtm(S_a S_b), which happens when there are fewer
+        # images than feature dimensions (2048 for Inception), so both covariances are singular.
+        # TypeError: clean-fid 0.1.35 passes scipy's sqrtm a `disp` argument that newer scipy
+        # removed (seen on a GPU image). The trace term equals the sum of sqrt(eigenvalues) of the
+        # symmetric PSD sqrt(S_a) S_b sqrt(S_a), which stays real; same value where clean-fid's works.
         return _fid_symmetric(a, b)
 
 
