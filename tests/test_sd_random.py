@@ -28,9 +28,16 @@ CPU = {  # what a 2-core CPU can run in minutes; widths stay SD's
 }
 
 
-@pytest.mark.slow
-def test_sd_sized_profile_runs_end_to_end_on_cpu(tmp_path):
+@pytest.fixture
+def workspace(tmp_path):
     ws = tmp_path / "ws"
+    yield ws
+    shutil.rmtree(ws, ignore_errors=True)  # about 30 GB of pipeline folders, checkpoints and DVC cache
+
+
+@pytest.mark.slow
+def test_sd_sized_profile_runs_end_to_end_on_cpu(workspace, tmp_path):
+    ws = workspace
     ws.mkdir()
     shutil.copy(REPO / "dvc.yaml", ws)
     shutil.copytree(REPO / "src", ws / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -73,6 +80,6 @@ def test_sd_sized_profile_runs_end_to_end_on_cpu(tmp_path):
 
     mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlruns/mlflow.db'}")
     uri = f"models:/{profile['registry']['model_name']}@challenger"
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "dl"))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(ws / "dl"))
     size_gb = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file()) / 2**30
     assert size_gb > 1.5, size_gb  # bk_small alone is 482M parameters
