@@ -83,3 +83,24 @@ def test_sd_sized_profile_runs_end_to_end_on_cpu(workspace, tmp_path):
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(ws / "dl"))
     size_gb = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file()) / 2**30
     assert size_gb > 1.5, size_gb  # bk_small alone is 482M parameters
+
+
+def test_sd_random_refuses_a_latent_size_the_vae_cannot_make(tmp_path):
+    r = rcd("sd-random", "--out", str(tmp_path / "sdr"), "--latent-size", "12")
+    assert r.returncode == 2 and "--latent-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sdr").exists()
+
+
+def test_random_judges_load_through_the_real_model_paths(tmp_path):
+    """The files stand in for clean-fid's Inception and an open_clip checkpoint: the evaluate
+    stage's own loaders read them and give Inception's 2048-d pool features and a CLIP score."""
+    import torch
+
+    from rcdistill.evaluate.judges import InceptionFeatures, OpenClipScore
+    from rcdistill.evaluate.random_judges import write_random_inception, write_random_open_clip
+
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    feats = InceptionFeatures(str(write_random_inception(tmp_path, seed=0)))(images)
+    assert feats.shape == (3, 2048)
+    score = OpenClipScore("ViT-B-32", str(write_random_open_clip(tmp_path, "ViT-B-32", seed=0)))
+    assert 0 <= score(images, ["a cat", "a dog", "a red car"]) <= 100

@@ -140,6 +140,8 @@ def run_evaluate_stage(params: Params) -> dict:
             metrics["student_fast_vs_teacher"] = vs_teacher(fast, t)
         if per_concept.get("teacher", {}) and judges.classifier is not None:
             atomic_write_text(CONCEPT_PLOT, concept_csv(per_concept))
+        else:  # real models: no world classifier, but DVC declares the plot, so it exists with no rows
+            atomic_write_text(CONCEPT_PLOT, "concept\n")
         atomic_write_text(STEPS_PLOT, quality_vs_steps_csv(results))
         log({k: v for k, v in flatten(metrics).items() if isinstance(v, (int, float))})
         atomic_write_json(METRICS_FILE, metrics)
