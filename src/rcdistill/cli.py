@@ -66,7 +66,7 @@ def cmd_prompts(args) -> int:
 
 
 def cmd_evaluators(args) -> int:
-    from .evaluators.stage import run_evaluators_stage
+    from .evaluators.stage import METRICS_FILE, run_evaluators_stage
     from .io import atomic_dir, atomic_write_json
 
     p = _params(args)
@@ -74,7 +74,7 @@ def cmd_evaluators(args) -> int:
         note = {"skipped": "prompts.source is not 'world': no world classifier or world CLIP to train"}
         with atomic_dir(Path(p.evaluators.out_dir)) as tmp:
             atomic_write_json(tmp / "skipped.json", note)
-        atomic_write_json(Path("metrics/evaluators.json"), note)
+        atomic_write_json(METRICS_FILE, note)
         print(f"evaluators: {note['skipped']}")
         return 0
     metrics = run_evaluators_stage(p)
