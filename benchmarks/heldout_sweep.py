@@ -1,0 +1,201 @@
+"""Held-out sweep: how much of the unseen-concept gap does Random Conditioning close, concept by concept?
+
+For each held-out concept (every shape, and colours the teacher draws well) it queues two DVC
+experiments on the committed pipeline, RC (`distill.rc_prob` as in params.yaml) and no-RC
+(`distill.rc_prob=0`), each `dvc exp run --queue -S 'world.unseen=[X]' distill`: prompts,
+teacher gate, latent cache and distillation rerun; evaluators and teacher do not (they know the
+whole world). `dvc queue start` runs them; this script waits, then reads every experiment's
+`metrics/teacher.json` (teacher gate) and `metrics/distill.json` (student's concept check, same
+120 prompts, seeds and sampler) from `dvc exp show --json` and writes a table, a CSV and a plot.
+
+    .venv/bin/python benchmarks/heldout_sweep.py                  # queue, run, collect
+    .venv/bin/python benchmarks/heldout_sweep.py --collect-only   # tables from finished experiments
+
+Gap closed = (RC - no-RC) / (teacher - no-RC) on the held-out attribute (shape or colour).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from rcdistill.world.vocab import ATTRIBUTES  # noqa: E402
+
+DEFAULT_CONCEPTS = ("circle", "square", "triangle", "diamond", "cross", "yellow", "white")
+PREFIX = "sweep"
+OUT = Path("benchmarks/results/heldout_sweep")
+
+
+def attribute_of(concept: str) -> str:
+    for attr in ("shape", "colour"):
+        if concept in ATTRIBUTES[attr]:
+            return attr
+    raise SystemExit(f"--concepts: {concept!r} is neither a shape nor a colour ({', '.join(ATTRIBUTES['shape'] + ATTRIBUTES['colour'])})")
+
+
+def exp_name(concept: str, rc: bool) -> str:
+    return f"{PREFIX}-{concept}-{'rc' if rc else 'norc'}"
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"dvc {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+def queue_commands(concepts, rc_prob: float) -> list[list[str]]:
+    """One `dvc exp run --queue` per (concept, RC on/off); target `distill` (consistency and evaluate
+    are not needed for the concept check)."""
+    cmds = []
+    for concept in concepts:
+        for rc in (True, False):
+            cmds.append(["exp", "run", "--queue", "-n", exp_name(concept, rc),
+                         "-S", f"world.unseen=[{concept}]",
+                         "-S", f"distill.rc_prob={rc_prob if rc else 0.0}", "distill"])
+    return cmds
+
+
+def wait_for_queue(poll_s: float) -> None:
+    while True:
+        if not re.search(r"\b(Queued|Running)\b", dvc("queue", "status")):
+            return
+        time.sleep(poll_s)
+
+
+def experiments(exp_show: list[dict], baseline: str) -> dict[str, dict]:
+    """name -> data of every experiment on `baseline` in `dvc exp show --json` output."""
+    found = {}
+    for entry in exp_show:
+        if entry.get("rev") != baseline:
+            continue
+        for exp in entry.get("experiments") or []:
+            rev = exp["revs"][0]
+            found[rev.get("name") or exp.get("name")] = rev.get("data") or {}
+    return found
+
+
+def metric(data: dict, path: str) -> dict:
+    return ((data.get("metrics") or {}).get(path) or {}).get("data") or {}
+
+
+def sweep_rows(exps: dict[str, dict], concepts) -> list[dict]:
+    rows = []
+    for concept in concepts:
+        attr = attribute_of(concept)
+        rc, norc = exps.get(exp_name(concept, True)), exps.get(exp_name(concept, False))
+        row = {"concept": concept, "attribute": attr}
+        if rc is None or norc is None:
+            row["status"] = "missing: " + ", ".join(exp_name(concept, r) for r, d in ((True, rc), (False, norc)) if d is None)
+            rows.append(row)
+            continue
+        teacher = metric(rc, "metrics/teacher.json").get("teacher", {})
+        rc_m = metric(rc, "metrics/distill.json").get("distill", {})
+        norc_m = metric(norc, "metrics/distill.json").get("distill", {})
+        if not rc_m or not norc_m:
+            row["status"] = "failed (see `dvc queue logs`)"
+            rows.append(row)
+            continue
+        t, r, n = teacher["unseen"][attr], rc_m["unseen"][attr], norc_m["unseen"][attr]
+        row.update(status="ok", teacher_passed=teacher.get("passed"), teacher=t, rc=r, no_rc=n,
+                   gap_closed=(r - n) / (t - n) if t - n > 1e-9 else None,
+                   rc_seen=rc_m["seen"][attr], no_rc_seen=norc_m["seen"][attr],
+                   rc_prob=rc_m.get("rc_prob"))
+        rows.append(row)
+    return rows
+
+
+def fmt(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| held out | attribute | teacher | RC student | no-RC student | gap RC closes | seen (RC / no-RC) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['concept']} | {r['attribute']} | {r['status']} | | | | |")
+            continue
+        gap = "—" if r["gap_closed"] is None else f"{100 * r['gap_closed']:.0f}%"
+        lines.append(f"| {r['concept']} | {r['attribute']} | {fmt(r['teacher'])} | {fmt(r['rc'])} | "
+                     f"{fmt(r['no_rc'])} | {gap} | {fmt(r['rc_seen'])} / {fmt(r['no_rc_seen'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(1.3 * len(ok) + 2, 3.6))
+    width = 0.27
+    for k, (key, label) in enumerate((("teacher", "teacher"), ("rc", "RC student"), ("no_rc", "no-RC student"))):
+        ax.bar([i + (k - 1) * width for i in range(len(ok))], [r[key] for r in ok], width, label=label)
+    ax.set_xticks(range(len(ok)), [f"{r['concept']}\n({r['attribute']})" for r in ok])
+    ax.set_ylabel("accuracy on the held-out attribute")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Held-out concept: teacher vs students distilled with and without Random Conditioning")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_results(rows: list[dict], meta: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    keys = ["concept", "attribute", "status", "teacher_passed", "teacher", "rc", "no_rc", "gap_closed",
+            "rc_seen", "no_rc_seen", "rc_prob"]
+    with out.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    out.with_suffix(".md").write_text(markdown(rows))
+    if any(r["status"] == "ok" for r in rows):
+        plot(rows, out.with_suffix(".png"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concepts", nargs="+", default=list(DEFAULT_CONCEPTS))
+    ap.add_argument("--jobs", type=int, default=1, help="queue workers (1 on 2 cores: stages use both)")
+    ap.add_argument("--baseline", default=None, help="commit the experiments derive from (default HEAD)")
+    ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--poll-s", type=float, default=30.0)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    for concept in args.concepts:
+        attribute_of(concept)
+
+    baseline = args.baseline or subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+    from rcdistill.config import load_params
+    rc_prob = load_params("params.yaml").distill.rc_prob
+    meta = {"baseline": baseline, "rc_prob": rc_prob, "concepts": args.concepts}
+    if not args.collect_only:
+        names = [exp_name(c, rc) for c in args.concepts for rc in (True, False)]
+        for name in names:   # a rerun replaces the sweep's old experiments
+            dvc("exp", "remove", name, check=False)
+        for cmd in queue_commands(args.concepts, rc_prob):
+            dvc(*cmd)
+        start = time.perf_counter()
+        dvc("queue", "start", "-j", str(args.jobs))
+        wait_for_queue(args.poll_s)
+        meta["wall_s"] = round(time.perf_counter() - start, 1)
+        meta["jobs"] = args.jobs
+        print(f"sweep: {len(names)} experiments in {meta['wall_s']:.0f} s")
+    show = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", baseline))
+    rows = sweep_rows(experiments(show, baseline), args.concepts)
+    if args.collect_only and args.out.with_suffix(".json").exists():
+        meta = {**json.loads(args.out.with_suffix(".json").read_text())["meta"], **meta}
+    write_results(rows, meta, args.out)
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
