@@ -13,6 +13,8 @@
 #
 #   WHEELS=.whl bash benchmarks/gpu_check.sh [OUT_DIR]
 #
+# CONFIGS="naive:16 ours:64:bf16:compile" runs only those throughput settings (distill_throughput.py's
+# kind:batch[:precision[:compile]]); the naive row is the baseline each run's ratios need.
 # WHEELS=none skips the install (a machine that has the packages); SMOKE=1 shrinks every count
 # and the latents to 8x8 so the whole script can be checked on a CPU (tests/test_gpu_check.py).
 set -euo pipefail
@@ -49,7 +51,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
            "evaluate.steps={teacher: [2], student: [2], student_fast: [1]}")
 else
   LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"
-  CONFIGS="naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:fp16:compile ours:64:bf16:compile"
+  CONFIGS="${CONFIGS:-naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:fp16:compile ours:64:bf16:compile}"
   E2E_SET=()
 fi
 

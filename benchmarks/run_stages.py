@@ -34,17 +34,9 @@ def main() -> None:
         shutil.copytree(REPO / "profiles", ws / "profiles")
     rcd = [sys.executable, "-m", "rcdistill.cli"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([*rcd, "params", "use", args.params], cwd=ws, env=env, check=True)
-    if args.set:
-        params = yaml.safe_load((ws / "params.yaml").read_text())
-        for item in args.set:
-            key, value = item.split("=", 1)
-            *parents, leaf = key.split(".")
-            node = params
-            for p in parents:
-                node = node[p]
-            node[leaf] = yaml.safe_load(value)
-        (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the profile with every default spelled out and the overrides applied, validated by rcd itself
+    subprocess.run([*rcd, "params", "use", args.params, *(f"--set={item}" for item in args.set)],
+                   cwd=ws, env=env, check=True)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     timings = []
     for name, stage in stages.items():

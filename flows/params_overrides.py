@@ -22,17 +22,6 @@ def collect_overrides(rc_prob: float | None, steps: int | None, student: str | N
     return out
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """The command line's repeatable `--set key=value` (values parsed as YAML)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected key=value")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def _get(data: dict, dotted: str) -> Any:
     node: Any = data
     for part in dotted.split("."):

@@ -39,11 +39,12 @@ from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 
 from flows.dvc_pipeline import dvc_stages, flow_stages, stage_metrics  # noqa: E402
 from flows.mlflow_run import FlowRun  # noqa: E402
-from flows.params_overrides import apply_overrides, collect_overrides, parse_set  # noqa: E402
+from flows.params_overrides import apply_overrides, collect_overrides  # noqa: E402
 from flows.stage_task import dvc_stage, stage_env  # noqa: E402
 from flows.summary_artifact import ARTIFACT_KEY, summary_markdown  # noqa: E402
 from flows.workspace_lock import WorkspaceBusy, ensure_global_limit, workspace_key, workspace_lock  # noqa: E402
-from rcdistill.config import load_params  # noqa: E402
+from rcdistill.config import load_params, parse_set  # noqa: E402
+from rcdistill.errors import ParamsError  # noqa: E402
 from rcdistill.tracking import flatten  # noqa: E402
 
 # What tests, deploy.py and docs/orchestration.md take from this module.
@@ -137,6 +138,13 @@ def rcdistill(
             "mlflow_run_id": mlrun.run_id, "model_version": reg.get("version") if isinstance(reg, dict) else None}
 
 
+def _parse_set_or_exit(items: list[str]) -> dict:
+    try:
+        return parse_set(items)
+    except ParamsError as err:
+        raise SystemExit(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the rcdistill Prefect flow once (ephemeral API unless "
                                              "PREFECT_API_URL points at a server).")
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", nargs="+", default=STAGES)
     args = ap.parse_args(argv)
     state = rcdistill(workspace=args.workspace, rc_prob=args.rc_prob, steps=args.steps, student=args.student,
-                      overrides=parse_set(args.set), stages=args.stages,
+                      overrides=_parse_set_or_exit(args.set), stages=args.stages,
                       consistency_rc_prob=args.consistency_rc_prob, consistency_steps=args.consistency_steps,
                       consistency_init=args.consistency_init, return_state=True)
     print(f"flow run finished: {state.type.value}: {state.message or ''}".splitlines()[0])

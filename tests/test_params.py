@@ -132,3 +132,22 @@ def test_params_use_writes_a_profile_that_dvc_can_track(workdir, profile):
     r = rcd("params", "use", str(bad))
     assert r.returncode == 2 and "distill.rc_prob" in r.stderr
     assert (workdir / "params.yaml").read_bytes() == before  # a bad profile overwrites nothing
+
+
+def test_params_use_applies_validated_overrides(workdir):
+    """`rcd params use PROFILE --set key=value`: the overrides land in the written file, and a bad
+    one (unknown key, out of range, no '=') is refused in one line with nothing overwritten."""
+    from rcdistill.config import load_params
+
+    src = REPO / "profiles" / "sd-random" / "params.yaml"
+    r = rcd("params", "use", str(src), "--set", "distill.steps=7", "--set", "world.unseen=[cross]")
+    assert r.returncode == 0, r.stderr
+    written = load_params(workdir / "params.yaml")
+    assert written.distill.steps == 7 and written.world.unseen == ["cross"]
+    assert written.distill.lr == load_params(src).distill.lr            # the rest is the profile's
+    before = (workdir / "params.yaml").read_bytes()
+    for bad, named in (("distill.rc_prob=3", "distill.rc_prob"), ("distill.nonsense=1", "nonsense"),
+                       ("distill.steps", "expected key=value")):
+        r = rcd("params", "use", str(src), "--set", bad)
+        assert r.returncode == 2 and named in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert (workdir / "params.yaml").read_bytes() == before

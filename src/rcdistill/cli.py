@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import load_params
+from .config import effective_yaml, load_params, parse_set
 from .errors import ParamsError, RcdError, UserError
 
 
@@ -31,27 +31,24 @@ def cmd_params_check(args) -> int:
     return 0
 
 
-def _effective_yaml(p) -> str:
-    import yaml
-
-    return yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
-
-
 def cmd_params_show(args) -> int:
     """Every key with the value the stages will use: the file's, or the default it leaves out."""
-    print(_effective_yaml(load_params(args.params)), end="")
+    print(effective_yaml(load_params(args.params)), end="")
     return 0
 
 
 def cmd_params_use(args) -> int:
-    """Write a profile's effective params (every key spelled out, as DVC tracks them) to --params."""
+    """Write a profile's effective params (every key spelled out, as DVC tracks them) to --params,
+    with any `--set key=value` overrides applied and validated."""
     from .io import atomic_write_text
 
-    p = load_params(args.profile)
+    overrides = parse_set(args.set)
+    p = load_params(args.profile, overrides)
     target = Path(args.params)
-    header = (f"# written by `rcd params use {args.profile}`: that profile with every default spelled out\n"
+    sets = "".join(f" --set {k}={v!r}" for k, v in overrides.items())
+    header = (f"# written by `rcd params use {args.profile}{sets}`: that profile with every default spelled out\n"
               "# (DVC tracks keys the profile leaves out); edit freely, `rcd params check` validates.\n")
-    atomic_write_text(target, header + _effective_yaml(p))
+    atomic_write_text(target, header + effective_yaml(p))
     print(f"{target}: now {args.profile} (teacher: {p.teacher.source} at {p.teacher.path}; "
           f"prompts: {p.prompts.source}); run `dvc repro`")
     return 0
@@ -265,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     pu = prsub.add_parser("use", help="make a profile (e.g. profiles/sd15/params.yaml) the params file, "
                           "every default spelled out")
     pu.add_argument("profile")
+    pu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the profile (dotted, value as YAML), repeatable")
     pu.set_defaults(fn=cmd_params_use)
 
     sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)

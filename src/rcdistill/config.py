@@ -397,6 +397,25 @@ def parse_params(data: Any, source: str = "params.yaml") -> Params:
         raise ParamsError(_one_line(err, source)) from None
 
 
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Command-line `--set key=value` items as dotted-key overrides (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set {item!r}: expected key=value")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ParamsError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def effective_yaml(p: Params) -> str:
+    """Every key with the value the stages will use, as YAML (defaults spelled out)."""
+    return yaml.safe_dump(p.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
+
+
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate params; `overrides` maps dotted keys to values (e.g. flow parameters)."""
     path = Path(path)
