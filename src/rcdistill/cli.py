@@ -45,7 +45,7 @@ def cmd_params_use(args) -> int:
     overrides = parse_set(args.set)
     p = load_params(args.profile, overrides)
     target = Path(args.params)
-    sets = "".join(f" --set {k}={v!r}" for k, v in overrides.items())
+    sets = "".join(f" --set {item}" for item in args.set)
     header = (f"# written by `rcd params use {args.profile}{sets}`: that profile with every default spelled out\n"
               "# (DVC tracks keys the profile leaves out); edit freely, `rcd params check` validates.\n")
     atomic_write_text(target, header + effective_yaml(p))
