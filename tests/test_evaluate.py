@@ -131,6 +131,24 @@ def test_fid_with_fewer_images_than_feature_dimensions():
     assert abs(fid(small_a, small_a)) < 1e-2
 
 
+def test_fid_goes_straight_to_the_symmetric_form_when_covariances_are_singular(monkeypatch):
+    """With no more images than dimensions clean-fid is bound to fail (after ~12 s of sqrtm at
+    2048-d): it must not be called at all; with more images it still is."""
+    import numpy as np
+    from cleanfid import fid as cleanfid
+
+    from rcdistill.evaluate.metrics import _fid_symmetric, fid
+
+    calls = []
+    real = cleanfid.fid_from_feats
+    monkeypatch.setattr(cleanfid, "fid_from_feats", lambda a, b: calls.append(len(a)) or real(a, b))
+    rng = np.random.default_rng(2)
+    few_a, few_b = rng.normal(size=(64, 64)), rng.normal(size=(64, 64)) + 0.3
+    assert fid(few_a, few_b) == _fid_symmetric(few_a, few_b) and calls == []
+    fid(rng.normal(size=(65, 64)), rng.normal(size=(65, 64)))
+    assert calls == [65]
+
+
 def test_fid_survives_a_scipy_that_clean_fid_does_not_know(monkeypatch):
     """clean-fid 0.1.35 calls scipy's sqrtm with `disp`, which newer scipy removed (a GPU image
     had one): the FID must still come out, and equal to clean-fid's own where it works."""

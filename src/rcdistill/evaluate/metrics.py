@@ -8,6 +8,10 @@ from cleanfid import fid as cleanfid
 
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    if min(len(a), len(b)) <= a.shape[1]:
+        # fewer images than feature dimensions: both covariances are singular and clean-fid's
+        # sqrtm would spend seconds (about 12 s at 2048-d) before refusing a complex result
+        return _fid_symmetric(a, b)
     try:
         return float(cleanfid.fid_from_feats(a, b))
     except (ValueError, TypeError):
