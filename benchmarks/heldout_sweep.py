@@ -44,7 +44,7 @@ def exp_name(concept: str, rc: bool) -> str:
 
 
 def dvc(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise SystemExit(f"dvc {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return proc.stdout
@@ -69,6 +69,16 @@ def wait_for_queue(poll_s: float) -> None:
         time.sleep(poll_s)
 
 
+def queue_states(status_text: str) -> dict[str, str]:
+    """name -> status (Queued, Running, Success, Failed) from `dvc queue status`; a later line wins."""
+    states = {}
+    for line in status_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            states[parts[1]] = parts[-1]
+    return states
+
+
 def experiments(exp_show: list[dict], baseline: str) -> dict[str, dict]:
     """name -> data of every experiment on `baseline` in `dvc exp show --json` output."""
     found = {}
@@ -85,12 +95,20 @@ def metric(data: dict, path: str) -> dict:
     return ((data.get("metrics") or {}).get(path) or {}).get("data") or {}
 
 
-def sweep_rows(exps: dict[str, dict], concepts) -> list[dict]:
+def sweep_rows(exps: dict[str, dict], concepts, states: dict[str, str] | None = None) -> list[dict]:
+    """One row per concept; `states` (from the queue) keeps unfinished or failed runs out of the numbers
+    (a queued or running experiment shows the baseline's metrics)."""
     rows = []
     for concept in concepts:
         attr = attribute_of(concept)
-        rc, norc = exps.get(exp_name(concept, True)), exps.get(exp_name(concept, False))
         row = {"concept": concept, "attribute": attr}
+        unfinished = [f"{name} {states[name].lower()}" for name in (exp_name(concept, True), exp_name(concept, False))
+                      if (states or {}).get(name, "Success") != "Success"]
+        if unfinished:
+            row["status"] = ", ".join(unfinished)
+            rows.append(row)
+            continue
+        rc, norc = exps.get(exp_name(concept, True)), exps.get(exp_name(concept, False))
         if rc is None or norc is None:
             row["status"] = "missing: " + ", ".join(exp_name(concept, r) for r, d in ((True, rc), (False, norc)) if d is None)
             rows.append(row)
@@ -190,7 +208,7 @@ def main() -> None:
         meta["jobs"] = args.jobs
         print(f"sweep: {len(names)} experiments in {meta['wall_s']:.0f} s")
     show = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", baseline))
-    rows = sweep_rows(experiments(show, baseline), args.concepts)
+    rows = sweep_rows(experiments(show, baseline), args.concepts, queue_states(dvc("queue", "status")))
     if args.collect_only and args.out.with_suffix(".json").exists():
         meta = {**json.loads(args.out.with_suffix(".json").read_text())["meta"], **meta}
     write_results(rows, meta, args.out)

@@ -41,6 +41,14 @@ def test_rows_take_the_held_out_attribute_and_the_share_of_the_gap():
     assert circle["status"].startswith("missing")                           # only on another baseline
     table = sweep.markdown(rows)
     assert "| cross | shape | 0.900 | 0.800 | 0.500 | 75% |" in table and "missing" in table
+    status = ("Task     Name              Created    Status\n"
+              "1ee21d4  sweep-cross-rc    04:27 PM   Success\n"
+              "e1f24e4  sweep-cross-norc  04:27 PM   Running\n"
+              "da0a34f  sweep-white-rc    04:27 PM   Failed\n\nWorker status: 1 active, 0 idle\n")
+    states = sweep.queue_states(status)
+    assert states == {"sweep-cross-rc": "Success", "sweep-cross-norc": "Running", "sweep-white-rc": "Failed"}
+    cross, white, _ = sweep.sweep_rows(sweep.experiments(show, "base"), ["cross", "white", "circle"], states)
+    assert cross["status"] == "sweep-cross-norc running" and white["status"] == "sweep-white-rc failed"
 
 
 def test_queued_overrides_are_valid_params():
