@@ -152,15 +152,15 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r["status"] == "ok"]
-    fig, ax = plt.subplots(figsize=(1.3 * len(ok) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(ok) + 2), 3.8))
     width = 0.27
     for k, (key, label) in enumerate((("teacher", "teacher"), ("rc", "RC student"), ("no_rc", "no-RC student"))):
         ax.bar([i + (k - 1) * width for i in range(len(ok))], [r[key] for r in ok], width, label=label)
     ax.set_xticks(range(len(ok)), [f"{r['concept']}\n({r['attribute']})" for r in ok])
     ax.set_ylabel("accuracy on the held-out attribute")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Held-out concept: teacher vs students distilled with and without Random Conditioning")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Held-out concept: teacher, RC and no-RC students", fontsize=10)
+    ax.legend(ncol=3, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
