@@ -122,7 +122,7 @@ def sweep_rows(exps: dict[str, dict], concepts, states: dict[str, str] | None = 
             continue
         t, r, n = teacher["unseen"][attr], rc_m["unseen"][attr], norc_m["unseen"][attr]
         row.update(status="ok", teacher_passed=teacher.get("passed"), teacher=t, rc=r, no_rc=n,
-                   gap_closed=(r - n) / (t - n) if t - n > 1e-9 else None,
+                   gap_closed=(r - n) / (t - n) if t - n > 1e-9 else None,  # None: nothing was forgotten
                    rc_seen=rc_m["seen"][attr], no_rc_seen=norc_m["seen"][attr],
                    rc_prob=rc_m.get("rc_prob"))
         rows.append(row)
@@ -140,7 +140,7 @@ def markdown(rows: list[dict]) -> str:
         if r["status"] != "ok":
             lines.append(f"| {r['concept']} | {r['attribute']} | {r['status']} | | | | |")
             continue
-        gap = "—" if r["gap_closed"] is None else f"{100 * r['gap_closed']:.0f}%"
+        gap = "no gap (no-RC ≥ teacher)" if r["gap_closed"] is None else f"{100 * r['gap_closed']:.0f}%"
         lines.append(f"| {r['concept']} | {r['attribute']} | {fmt(r['teacher'])} | {fmt(r['rc'])} | "
                      f"{fmt(r['no_rc'])} | {gap} | {fmt(r['rc_seen'])} / {fmt(r['no_rc_seen'])} |")
     return "\n".join(lines) + "\n"
