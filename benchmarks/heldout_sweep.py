@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from rcdistill.world.vocab import ATTRIBUTES  # noqa: E402
+from rcdistill.world.vocab import CONCEPTS  # noqa: E402  (held-out concept -> its attribute)
 
 DEFAULT_CONCEPTS = ("circle", "square", "triangle", "diamond", "cross", "yellow", "white")
 PREFIX = "sweep"
@@ -33,10 +33,9 @@ OUT = Path("benchmarks/results/heldout_sweep")
 
 
 def attribute_of(concept: str) -> str:
-    for attr in ("shape", "colour"):
-        if concept in ATTRIBUTES[attr]:
-            return attr
-    raise SystemExit(f"--concepts: {concept!r} is neither a shape nor a colour ({', '.join(ATTRIBUTES['shape'] + ATTRIBUTES['colour'])})")
+    if concept not in CONCEPTS:
+        raise SystemExit(f"--concepts: {concept!r} is neither a shape nor a colour ({', '.join(CONCEPTS)})")
+    return CONCEPTS[concept]
 
 
 def exp_name(concept: str, rc: bool) -> str:
@@ -98,12 +97,12 @@ def metric(data: dict, path: str) -> dict:
 def sweep_rows(exps: dict[str, dict], concepts, states: dict[str, str] | None = None) -> list[dict]:
     """One row per concept; `states` (from the queue) keeps unfinished or failed runs out of the numbers
     (a queued or running experiment shows the baseline's metrics)."""
-    rows = []
+    rows, states = [], states or {}
     for concept in concepts:
         attr = attribute_of(concept)
         row = {"concept": concept, "attribute": attr}
         unfinished = [f"{name} {states[name].lower()}" for name in (exp_name(concept, True), exp_name(concept, False))
-                      if (states or {}).get(name, "Success") != "Success"]
+                      if states.get(name, "Success") != "Success"]
         if unfinished:
             row["status"] = ", ".join(unfinished)
             rows.append(row)

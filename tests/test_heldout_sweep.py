@@ -52,11 +52,10 @@ def test_rows_take_the_held_out_attribute_and_the_share_of_the_gap():
 
 
 def test_queued_overrides_are_valid_params():
-    from rcdistill.config import load_params
+    from rcdistill.config import load_params, parse_set
 
     for cmd in sweep.queue_commands(["diamond", "yellow"], 0.5):
-        sets = dict(cmd[i + 1].split("=", 1) for i, a in enumerate(cmd) if a == "-S")
-        p = load_params(REPO / "params.yaml", {k: __import__("yaml").safe_load(v) for k, v in sets.items()})
+        p = load_params(REPO / "params.yaml", parse_set([cmd[i + 1] for i, a in enumerate(cmd) if a == "-S"]))
         assert p.world.unseen[0] in ("diamond", "yellow") and p.distill.rc_prob in (0.5, 0.0)
         assert cmd[-1] == "distill" and "--queue" in cmd
     with pytest.raises(SystemExit, match="neither a shape nor a colour"):
