@@ -1,6 +1,10 @@
 """The optimizer step and loss logging shared by every small training loop here."""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 LOG_EVERY = 25
@@ -23,3 +27,13 @@ def report(step: int, bar, log, metrics: dict[str, float]) -> None:
     bar.set_postfix({first.split("/")[-1]: f"{metrics[first]:.4f}"})
     if log:
         log(metrics, step)
+
+
+@contextmanager
+def timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Adds the wall time of the block to seconds[phase] (where a stage's time goes)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t0

@@ -27,28 +27,35 @@ def gate_failures(metrics: dict, gate) -> list[str]:
             if metrics[name][a] < getattr(gate, a) - 1e-6]  # 108/120 in float32 is 0.8999999
 
 
+def judge_teacher(pipe, params: Params, classifier, log=None) -> tuple[dict, list[torch.Tensor]]:
+    """The gate's verdict on a teacher pipeline: accuracies on each eval set, `passed`, `failures`;
+    and the first samples of each set for a contact sheet."""
+    gate, prompts = params.teacher.gate, Path(params.prompts.out_dir)
+    metrics: dict = {}
+    samples = []
+    for name in ("seen", "unseen"):
+        rows = read_jsonl(prompts / f"eval_{name}.jsonl")[: gate.eval_per_set]
+        if not rows:
+            continue
+        metrics[name], images = sampled_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
+        samples.append(images[:20])
+        if log:
+            log({f"gate.{name}.{a}": v for a, v in metrics[name].items()})
+    failures = gate_failures(metrics, gate)
+    return {**metrics, "passed": not failures, "failures": failures}, samples
+
+
 def run_teacher_gate(params: Params) -> dict:
     if params.teacher.source == "pretrained" or params.prompts.source != "world":
         metrics = {"passed": True, "reason": "no world classifier judges this teacher"}
         atomic_write_json(METRICS_FILE, {"teacher": metrics})
         return metrics
-    gate = params.teacher.gate
-    prompts = Path(params.prompts.out_dir)
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
     classifier = load_classifier(params.evaluators.out_dir)
-    metrics: dict = {}
     with stage_run(params, "teacher_gate", ("sampling", "teacher")) as log:
-        samples = []
-        for name in ("seen", "unseen"):
-            rows = read_jsonl(prompts / f"eval_{name}.jsonl")[: gate.eval_per_set]
-            if not rows:
-                continue
-            metrics[name], images = sampled_accuracy(pipe, rows, classifier, params, f"teacher gate ({name})")
-            samples.append(images[:20])
-            log({f"gate.{name}.{a}": v for a, v in metrics[name].items()})
+        metrics, samples = judge_teacher(pipe, params, classifier, log)
+        failures = metrics.pop("failures")
         log.image(grid(torch.cat(samples), ncol=10, scale=3), "teacher_samples.png")
-        failures = gate_failures(metrics, gate)
-        metrics["passed"] = not failures
         atomic_write_json(METRICS_FILE, {"teacher": metrics})  # written either way: it says why
     if failures:
         raise GateFailed("teacher quality gate failed: " + "; ".join(failures)

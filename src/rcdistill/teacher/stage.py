@@ -17,6 +17,7 @@ from ..evaluators.classifier import accuracy, load_classifier
 from ..io import atomic_dir, atomic_write_json
 from ..sampling import load_pipeline
 from ..tracking import stage_run
+from ..training import timed
 from ..world.captions import caption
 from ..world.render import random_attributes, render_attributes
 from ..world.vocab import ATTRIBUTES
@@ -30,40 +31,50 @@ CHECKS_FILE = Path("metrics/teacher_checks.json")
 CHECKS_NAME = "training_checks.json"   # kept inside the teacher folder too
 
 
-def train_toy_teacher(params: Params, out_dir: Path, log) -> dict:
+def train_toy_teacher(params: Params, out_dir: Path, log, seconds: dict[str, float] | None = None) -> dict:
+    """Trains and saves the teacher; its step checks are returned, each phase's wall time is added
+    to `seconds` (render, vae, text_encoder, encode, unet, save)."""
     cfg, seed = params.teacher, params.teacher.seed
+    seconds = {} if seconds is None else seconds
     classifier = load_classifier(params.evaluators.out_dir)
     checks: dict[str, float] = {}
 
     # World data: every concept, held-out ones included (the teacher must know them).
-    attrs = random_attributes(cfg.unet.train_images, seed)
-    images = render_attributes(attrs, seed, params.world.image_size)
-    rng = random.Random(seed)
-    names = {a: [ATTRIBUTES[a][i] for i in attrs[a].tolist()] for a in ATTRIBUTES}
-    texts = [caption(names["shape"][i], names["colour"][i], names["size"][i], names["position"][i], rng).text
-             for i in range(len(images))]
+    with timed(seconds, "render"):
+        attrs = random_attributes(cfg.unet.train_images, seed)
+        images = render_attributes(attrs, seed, params.world.image_size)
+        rng = random.Random(seed)
+        names = {a: [ATTRIBUTES[a][i] for i in attrs[a].tolist()] for a in ATTRIBUTES}
+        texts = [caption(names["shape"][i], names["colour"][i], names["size"][i], names["position"][i], rng).text
+                 for i in range(len(images))]
 
-    vae = train_vae(cfg.vae, images[: max(2048, len(images) // 2)], seed, log)
-    test = random_attributes(1000, seed + 7)
-    test_images = render_attributes(test, seed + 7, params.world.image_size)
-    recon = accuracy(classifier.predict(decode(vae, encode(vae, test_images))), test)
+    with timed(seconds, "vae"):
+        vae = train_vae(cfg.vae, images[: max(2048, len(images) // 2)], seed, log)
+        test = random_attributes(1000, seed + 7)
+        test_images = render_attributes(test, seed + 7, params.world.image_size)
+        recon = accuracy(classifier.predict(decode(vae, encode(vae, test_images))), test)
     checks.update({f"vae_recon_{a}": v for a, v in recon.items()})
 
-    tokenizer = build_tokenizer(cfg.text_encoder.max_length)
-    text_encoder, text_acc = train_text_encoder(cfg.text_encoder, tokenizer, seed, log)
+    with timed(seconds, "text_encoder"):
+        tokenizer = build_tokenizer(cfg.text_encoder.max_length)
+        text_encoder, text_acc = train_text_encoder(cfg.text_encoder, tokenizer, seed, log)
     checks.update({f"text_{a}": v for a, v in text_acc.items()})
 
-    vocab = sorted(set(texts))
-    row_of = {t: i for i, t in enumerate(vocab)}
-    text_embeds = encode_texts(text_encoder, tokenizer, vocab)
-    empty = encode_texts(text_encoder, tokenizer, [""])[0]
-    latents = encode(vae, images, generator=torch.Generator().manual_seed(seed))
-    text_index = torch.tensor([row_of[t] for t in texts])
-    unet = train_unet(cfg.unet, latents, text_index, text_embeds, empty, seed, log)
+    with timed(seconds, "encode"):
+        vocab = sorted(set(texts))
+        row_of = {t: i for i, t in enumerate(vocab)}
+        text_embeds = encode_texts(text_encoder, tokenizer, vocab)
+        empty = encode_texts(text_encoder, tokenizer, [""])[0]
+        latents = encode(vae, images, generator=torch.Generator().manual_seed(seed))
+        text_index = torch.tensor([row_of[t] for t in texts])
+    with timed(seconds, "unet"):
+        unet = train_unet(cfg.unet, latents, text_index, text_embeds, empty, seed, log)
     checks["cond_uncond_gap"] = cond_uncond_gap(unet, latents[:256], text_embeds[text_index[:256]], empty)
     log({f"checks.{k}": v for k, v in checks.items()})
 
-    save(assemble(vae, text_encoder, tokenizer, unet), out_dir)
+    with timed(seconds, "save"):
+        save(assemble(vae, text_encoder, tokenizer, unet), out_dir)
+    log({f"seconds.{k}": v for k, v in seconds.items()})
     return checks
 
 

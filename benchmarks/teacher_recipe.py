@@ -1,0 +1,71 @@
+"""Where the first run's time goes, part 2: can a shorter toy-teacher recipe still pass its gate?
+
+Trains the teacher with the real stage code (`train_toy_teacher`) and params.yaml plus the given
+overrides, into a temporary folder, times each phase (render, VAE, text encoder, encode, UNet,
+save), then judges it with the real gate (`judge_teacher`: the classifier on teacher samples of the
+`seen` and `unseen` eval sets). One recipe per call; the row is added to (or replaces the same
+name in) benchmarks/results/teacher_recipe.json. Needs a workspace where `evaluators` and `prompts`
+have run. Nothing in the workspace is changed.
+
+    .venv/bin/python benchmarks/teacher_recipe.py short --set teacher.vae.steps=400 --set teacher.unet.steps=1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import rcdistill  # noqa: E402, F401  (offline env and import-time fixes)
+from rcdistill.config import load_params, parse_set  # noqa: E402
+from rcdistill.evaluators.classifier import load_classifier  # noqa: E402
+from rcdistill.io import atomic_write_json  # noqa: E402
+from rcdistill.sampling import load_pipeline  # noqa: E402
+from rcdistill.teacher.gate import judge_teacher  # noqa: E402
+from rcdistill.teacher.stage import train_toy_teacher  # noqa: E402
+
+OUT = Path("benchmarks/results/teacher_recipe.json")
+
+
+def run_recipe(name: str, sets: list[str]) -> dict:
+    params = load_params("params.yaml", parse_set(sets))
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="teacher-recipe-") as tmp:
+        checks = train_toy_teacher(params, Path(tmp), lambda *a, **k: None, seconds)
+        pipe = load_pipeline(tmp, params.sampling.scheduler)
+        t0 = time.perf_counter()
+        verdict, _ = judge_teacher(pipe, params, load_classifier(params.evaluators.out_dir))
+        seconds["gate"] = time.perf_counter() - t0
+    return {"name": name, "overrides": sets, "unet_steps": params.teacher.unet.steps,
+            "vae_steps": params.teacher.vae.steps, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "total_s": round(time.perf_counter() - start, 1), "checks": checks, "gate": verdict,
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="the recipe's name in the results file")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="params override, as `rcd params use --set` (repeatable)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    row = run_recipe(args.name, args.sets)
+    rows = json.loads(args.out.read_text())["recipes"] if args.out.exists() else []
+    rows = [r for r in rows if r["name"] != args.name] + [row]
+    atomic_write_json(args.out, {"host": platform.node(), "cores": os.cpu_count(), "recipes": rows})
+    g = row["gate"]
+    print(f"{args.name}: {row['total_s']:.0f} s (unet {row['seconds']['unet']:.0f} s, vae {row['seconds']['vae']:.0f} s); "
+          + "; ".join(f"{s} shape {g[s]['shape']:.3f} colour {g[s]['colour']:.3f}" for s in ("seen", "unseen") if s in g)
+          + f"; gate {'passed' if g['passed'] else 'failed: ' + ', '.join(g['failures'])}")
+
+
+if __name__ == "__main__":
+    main()
