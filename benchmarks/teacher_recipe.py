@@ -42,11 +42,11 @@ def run_recipe(name: str, sets: list[str]) -> dict:
         checks = train_toy_teacher(params, Path(tmp), lambda *a, **k: None, seconds)
         pipe = load_pipeline(tmp, params.sampling.scheduler)
         t0 = time.perf_counter()
-        verdict, _ = judge_teacher(pipe, params, load_classifier(params.evaluators.out_dir))
+        metrics, failures, _ = judge_teacher(pipe, params, load_classifier(params.evaluators.out_dir))
         seconds["gate"] = time.perf_counter() - t0
     return {"name": name, "overrides": sets, "unet_steps": params.teacher.unet.steps,
             "vae_steps": params.teacher.vae.steps, "seconds": {k: round(v, 1) for k, v in seconds.items()},
-            "total_s": round(time.perf_counter() - start, 1), "checks": checks, "gate": verdict,
+            "total_s": round(time.perf_counter() - start, 1), "checks": checks, "gate": {**metrics, "failures": failures},
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
 
 

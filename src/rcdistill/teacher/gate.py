@@ -27,9 +27,9 @@ def gate_failures(metrics: dict, gate) -> list[str]:
             if metrics[name][a] < getattr(gate, a) - 1e-6]  # 108/120 in float32 is 0.8999999
 
 
-def judge_teacher(pipe, params: Params, classifier, log=None) -> tuple[dict, list[torch.Tensor]]:
-    """The gate's verdict on a teacher pipeline: accuracies on each eval set, `passed`, `failures`;
-    and the first samples of each set for a contact sheet."""
+def judge_teacher(pipe, params: Params, classifier, log=None) -> tuple[dict, list[str], list[torch.Tensor]]:
+    """The gate's verdict on a teacher pipeline: accuracies on each eval set and `passed`; the failed
+    floors, one line each; and the first samples of each set for a contact sheet."""
     gate, prompts = params.teacher.gate, Path(params.prompts.out_dir)
     metrics: dict = {}
     samples = []
@@ -42,7 +42,7 @@ def judge_teacher(pipe, params: Params, classifier, log=None) -> tuple[dict, lis
         if log:
             log({f"gate.{name}.{a}": v for a, v in metrics[name].items()})
     failures = gate_failures(metrics, gate)
-    return {**metrics, "passed": not failures, "failures": failures}, samples
+    return {**metrics, "passed": not failures}, failures, samples
 
 
 def run_teacher_gate(params: Params) -> dict:
@@ -53,8 +53,7 @@ def run_teacher_gate(params: Params) -> dict:
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
     classifier = load_classifier(params.evaluators.out_dir)
     with stage_run(params, "teacher_gate", ("sampling", "teacher")) as log:
-        metrics, samples = judge_teacher(pipe, params, classifier, log)
-        failures = metrics.pop("failures")
+        metrics, failures, samples = judge_teacher(pipe, params, classifier, log)
         log.image(grid(torch.cat(samples), ncol=10, scale=3), "teacher_samples.png")
         atomic_write_json(METRICS_FILE, {"teacher": metrics})  # written either way: it says why
     if failures:
