@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +35,26 @@ from rcdistill.teacher.stage import train_toy_teacher  # noqa: E402
 OUT = Path("benchmarks/results/teacher_recipe.json")
 
 
-def run_recipe(name: str, sets: list[str]) -> dict:
+def judge_at_steps(pipe, params, classifier, steps: list[int]) -> dict[int, dict]:
+    """The gate's accuracies at each DDIM step count (a teacher whose colours drift with steps
+    passes at one count and fails at another)."""
+    default, out = params.sampling.steps, {}
+    for k in steps:
+        params.sampling.steps = k
+        metrics, _, _ = judge_teacher(pipe, params, classifier)
+        out[k] = {s: metrics[s] for s in ("seen", "unseen") if s in metrics}
+    params.sampling.steps = default
+    return out
+
+
+def drift(by_steps: dict[int, dict]) -> dict[str, float]:
+    """Largest minus smallest accuracy across step counts, per eval set and attribute."""
+    cells = {(s, a) for row in by_steps.values() for s in row for a in ("shape", "colour")}
+    return {f"{s}.{a}": round(max(r[s][a] for r in by_steps.values()) - min(r[s][a] for r in by_steps.values()), 4)
+            for s, a in sorted(cells)}
+
+
+def run_recipe(name: str, sets: list[str], steps: list[int], keep: Path | None = None) -> dict:
     params = load_params("params.yaml", parse_set(sets))
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -42,9 +62,17 @@ def run_recipe(name: str, sets: list[str]) -> dict:
         checks = train_toy_teacher(params, Path(tmp), lambda *a, **k: None, seconds)
         pipe = load_pipeline(tmp, params.sampling.scheduler)
         t0 = time.perf_counter()
-        metrics, failures, _ = judge_teacher(pipe, params, load_classifier(params.evaluators.out_dir))
+        classifier = load_classifier(params.evaluators.out_dir)
+        metrics, failures, _ = judge_teacher(pipe, params, classifier)
         seconds["gate"] = time.perf_counter() - t0
+        by_steps = judge_at_steps(pipe, params, classifier, [k for k in steps if k != params.sampling.steps])
+        by_steps[params.sampling.steps] = {s: metrics[s] for s in ("seen", "unseen") if s in metrics}
+        by_steps = dict(sorted(by_steps.items()))
+        if keep:  # e.g. for benchmarks/teacher_trajectory.py
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
+    n = params.teacher.gate.eval_per_set
     return {"name": name, "overrides": sets, "unet_steps": params.teacher.unet.steps,
+            "eval_per_set": n, "by_steps": by_steps, "drift": drift(by_steps),
             "vae_steps": params.teacher.vae.steps, "seconds": {k: round(v, 1) for k, v in seconds.items()},
             "total_s": round(time.perf_counter() - start, 1), "checks": checks, "gate": {**metrics, "failures": failures},
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
@@ -56,15 +84,19 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="params override, as `rcd params use --set` (repeatable)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--steps", type=int, nargs="+", default=[4, 8, 25],
+                    help="DDIM step counts the gate is also measured at (drift across steps)")
+    ap.add_argument("--keep", type=Path, help="copy the candidate's pipeline folder here")
     args = ap.parse_args()
-    row = run_recipe(args.name, args.sets)
+    row = run_recipe(args.name, args.sets, args.steps, args.keep)
     rows = json.loads(args.out.read_text())["recipes"] if args.out.exists() else []
     rows = [r for r in rows if r["name"] != args.name] + [row]
     atomic_write_json(args.out, {"host": platform.node(), "cores": os.cpu_count(), "recipes": rows})
     g = row["gate"]
     print(f"{args.name}: {row['total_s']:.0f} s (unet {row['seconds']['unet']:.0f} s, vae {row['seconds']['vae']:.0f} s); "
           + "; ".join(f"{s} shape {g[s]['shape']:.3f} colour {g[s]['colour']:.3f}" for s in ("seen", "unseen") if s in g)
-          + f"; gate {'passed' if g['passed'] else 'failed: ' + ', '.join(g['failures'])}")
+          + f"; gate {'passed' if g['passed'] else 'failed: ' + ', '.join(g['failures'])}"
+          + f"; largest drift across {args.steps} steps {max(row['drift'].values()):.3f}")
 
 
 if __name__ == "__main__":

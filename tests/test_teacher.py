@@ -147,7 +147,7 @@ def test_teacher_recipe_benchmark_trains_and_judges_a_candidate(tiny_project, tm
     before = (tiny_project / "metrics/teacher.json").read_text()
     out = tmp_path / "recipes.json"
     cmd = [sys.executable, str(Path(__file__).parents[1] / "benchmarks/teacher_recipe.py"), "short",
-           "--set", "teacher.unet.steps=3", "--set", "teacher.gate.shape=1.0", "--out", str(out)]
+           "--set", "teacher.unet.steps=3", "--set", "teacher.gate.shape=1.0", "--steps", "2", "4", "--out", str(out)]
     for _ in range(2):  # a rerun of the same name replaces its row
         r = subprocess.run(cmd, cwd=tiny_project, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -158,4 +158,9 @@ def test_teacher_recipe_benchmark_trains_and_judges_a_candidate(tiny_project, tm
     assert set(row["gate"]["seen"]) == {"shape", "colour", "size", "position"}
     assert row["gate"]["passed"] is False and "seen shape" in row["gate"]["failures"][0]  # shape floor 1.0
     assert "gate failed" in r.stdout
+    # judged again at each step count (the tiny params sample with 4): drift is max - min per cell
+    assert sorted(row["by_steps"], key=int) == ["2", "4"] and row["by_steps"]["4"]["seen"] == {
+        k: row["gate"]["seen"][k] for k in row["by_steps"]["4"]["seen"]}
+    cells = [row["by_steps"][k]["seen"]["colour"] for k in ("2", "4")]
+    assert row["drift"]["seen.colour"] == round(max(cells) - min(cells), 4)
     assert (tiny_project / "metrics/teacher.json").read_text() == before

@@ -122,6 +122,8 @@ class UnetParams(Strict):
     lr: float = Field(1e-3, gt=0, le=1)
     drop_text: float = Field(0.1, ge=0, le=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
+    snr_gamma: float = Field(5.0, ge=0, description="Min-SNR-gamma loss weight; 0: plain MSE (SD's recipe)")
 
 
 class GateParams(Strict):

@@ -19,23 +19,27 @@ from ..world.render import random_attributes, render_attributes
 from ..world.vocab import ATTRIBUTES
 from ..training import optimizer_step, report
 
-INPUT_SIZE = 32  # the classifier reads 32x32; other image sizes are resized to it
+INPUT_SIZES = (16, 32)  # the classifier reads its world's size; other image sizes are resized to it
 
 
 class AttributeClassifier(nn.Module):
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, input_size: int = 32):
         super().__init__()
+        if input_size not in INPUT_SIZES:
+            raise ValueError(f"classifier input size {input_size}: one of {INPUT_SIZES}")
         w = width
+        self.input_size = input_size
 
         def block(cin, cout, stride):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
 
         self.features = nn.Sequential(
-            block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 2)
-        )  # 32 -> 4x4 map keeps position information
+            block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2),
+            block(4 * w, 4 * w, 2 if input_size == 32 else 1),
+        )  # 32 (or 16) -> 4x4 map keeps position information
         self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.SiLU())
         self.heads = nn.ModuleDict({a: nn.Linear(256, len(v)) for a, v in ATTRIBUTES.items()})
-        self.config = {"width": width}
+        self.config = {"width": width, "input_size": input_size}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.trunk(self.features(x * 2 - 1))
@@ -46,7 +50,7 @@ class AttributeClassifier(nn.Module):
         self.eval()
         out: dict[str, list[torch.Tensor]] = {a: [] for a in ATTRIBUTES}
         for s in range(0, len(images_u8), batch_size):
-            x = to_unit(resize_u8(images_u8[s: s + batch_size], INPUT_SIZE))
+            x = to_unit(resize_u8(images_u8[s: s + batch_size], self.input_size))
             for a, logits in self(x).items():
                 out[a].append(logits.argmax(-1))
         return {a: torch.cat(v) for a, v in out.items()}
@@ -72,8 +76,9 @@ def train_classifier(cfg, seed: int, image_size: int, log=None) -> tuple[Attribu
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     attrs = random_attributes(cfg.train_images, seed)
-    images = resize_u8(render_attributes(attrs, seed, image_size), INPUT_SIZE)
-    model = AttributeClassifier()
+    input_size = 16 if image_size <= 16 else 32
+    images = resize_u8(render_attributes(attrs, seed, image_size), input_size)
+    model = AttributeClassifier(input_size=input_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
     model.train()
@@ -99,6 +104,6 @@ def load_classifier(folder: str | Path) -> AttributeClassifier:
     cfg = json.loads((folder / "classifier.json").read_text())
     if {k: tuple(v) for k, v in cfg["attributes"].items()} != ATTRIBUTES:
         raise ValueError(f"{folder / 'classifier.json'}: attributes differ from this version of the world")
-    model = AttributeClassifier(width=cfg["width"])
+    model = AttributeClassifier(width=cfg["width"], input_size=cfg.get("input_size", 32))
     model.load_state_dict(load_file(folder / "classifier.safetensors"))
     return model.eval()

@@ -24,6 +24,7 @@ from ..world.vocab import ATTRIBUTES, COLOURS, SHAPES
 from ..training import optimizer_step, report
 
 CONTEXT_LENGTH = 24
+MIN_INPUT_SIZE = 32  # the ModifiedResNet pools 32x down: smaller worlds are upsampled to this
 
 
 def clip_config(cfg, image_size: int) -> dict:
@@ -93,7 +94,7 @@ def train_world_clip(cfg, seed: int, image_size: int, log=None) -> tuple[WorldCl
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    clip = WorldClip(clip_config(cfg, image_size))
+    clip = WorldClip(clip_config(cfg, max(MIN_INPUT_SIZE, image_size)))
     n = cfg.batch_size * 40  # a fixed pool of renders; captions are redrawn every step
     attrs = random_attributes(n, seed)
     images = render_attributes(attrs, seed, image_size)

@@ -73,7 +73,7 @@ def train_toy_teacher(params: Params, out_dir: Path, log, seconds: dict[str, flo
     log({f"checks.{k}": v for k, v in checks.items()})
 
     with timed(seconds, "save"):
-        save(assemble(vae, text_encoder, tokenizer, unet), out_dir)
+        save(assemble(vae, text_encoder, tokenizer, unet, cfg.unet.prediction_type), out_dir)
     log({f"seconds.{k}": v for k, v in seconds.items()})
     return checks
 

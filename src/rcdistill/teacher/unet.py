@@ -1,7 +1,7 @@
 """Step 3 of the toy teacher: a UNet2DConditionModel trained on VAE latents of the world.
 
-Stable Diffusion's recipe at toy scale: epsilon prediction on a DDPM schedule, frozen text
-encoder, 10% empty prompts for classifier-free guidance, Min-SNR weighting, EMA weights.
+Stable Diffusion's recipe at toy scale: epsilon (or v) prediction on a DDPM schedule, frozen text
+encoder, 10% empty prompts for classifier-free guidance, EMA weights, optional Min-SNR weighting.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 from ..training import optimizer_step, report
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-MIN_SNR_GAMMA = 5.0
 
 
 def build_unet(cfg, latent_size: int, latent_channels: int, cross_attention_dim: int) -> UNet2DConditionModel:
@@ -44,7 +43,7 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     unet = build_unet(cfg, latents.shape[-1], latents.shape[1], text_embeds.shape[-1]).train()
-    noise_sched = DDPMScheduler(**SCHEDULE)
+    noise_sched = DDPMScheduler(**SCHEDULE, prediction_type=cfg.prediction_type)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -57,14 +56,24 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
         pred = unet(noise_sched.add_noise(z0, noise, t), t, cond).sample
-        snr = compute_snr(noise_sched, t)
-        weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # Min-SNR-gamma for epsilon prediction
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        target = noise if cfg.prediction_type == "epsilon" else noise_sched.get_velocity(z0, noise, t)
+        loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * _loss_weight(cfg, noise_sched, t)).mean()
         optimizer_step(loss, opt, sched, unet.parameters(), max_norm=1.0)
         ema.step(unet.parameters())
         report(step, bar, log, {"unet/loss": loss.item(), "unet/lr": sched.get_last_lr()[0]})
     ema.copy_to(unet.parameters())
     return unet.eval()
+
+
+def _loss_weight(cfg, noise_sched, t: torch.Tensor) -> torch.Tensor:
+    """Min-SNR-gamma (Hang et al. 2023) when snr_gamma > 0, else 1. For epsilon prediction it weighs a
+    step by min(SNR, gamma) / SNR, which all but switches off the low-noise steps (t < ~200) that
+    decide the final colours of a many-step sampler."""
+    if not cfg.snr_gamma:
+        return torch.ones(len(t))
+    snr = compute_snr(noise_sched, t)
+    denom = snr if cfg.prediction_type == "epsilon" else snr + 1
+    return torch.clamp(snr, max=cfg.snr_gamma) / denom
 
 
 @torch.no_grad()

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 from .vocab import BACKGROUND_RGB, COLOURS, POSITIONS, RGB, SHAPES
 
 SUPERSAMPLE = 4
-# Geometry on a 32-pixel canvas; other sizes scale it.
+# Geometry on a 32-pixel canvas; other sizes scale it. Canvases under 32 px draw the shapes
+# relatively larger: at 16 px the 32-canvas radii leave a small circle, diamond and cross a few
+# pixels wide and hard to tell apart (seen in a contact sheet), so they get their own radii.
 _RADIUS = {"small": 4.5, "large": 7.5}
+_RADIUS_COMPACT = {"small": 6.0, "large": 8.0}  # image_size < 32
 _CENTRES = {
     "center": (16.0, 16.0),
     "top left": (9.5, 9.5),
@@ -66,7 +69,8 @@ def render(
 
     k = image_size / 32.0
     centres = torch.tensor([_CENTRES[p] for p in POSITIONS])[position] + jitter
-    radius = torch.tensor([_RADIUS["small"], _RADIUS["large"]])[size] * scale
+    radii = _RADIUS_COMPACT if image_size < 32 else _RADIUS
+    radius = torch.tensor([radii["small"], radii["large"]])[size] * scale
     rgb = (torch.tensor([RGB[c] for c in COLOURS], dtype=torch.float32)[colour] + cjit).clamp(0, 255)
     bg = torch.tensor(BACKGROUND_RGB, dtype=torch.float32).view(1, 3, 1, 1)
 

@@ -1,0 +1,74 @@
+"""A new user's first run, timed: clone the repository, run README's main command, time every stage.
+
+Clones the committed HEAD into a fresh folder (no .venv, no data, no models, no MLflow store),
+runs `./scripts/repro.sh` there as README says, and stamps every output line, so the set-up and
+each DVC stage ("Running stage 'X'") get their wall time. Writes benchmarks/results/first_run.json
+(and keeps the clone's log beside it, .log). The clone's `dvc.lock` and metrics are left in the
+clone for whoever wants to compare them with the committed ones (`--keep` keeps the folder).
+
+    .venv/bin/python benchmarks/first_run.py                 # clone of HEAD into a temp folder
+    .venv/bin/python benchmarks/first_run.py --keep /tmp/fc  # keep the clone there
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks/results/first_run.json"
+STAGE = re.compile(r"Running stage '([\w-]+)'")
+
+
+def stage_times(stamped: list[tuple[float, str]], end: float) -> dict[str, float]:
+    """Seconds from each "Running stage 'X'" line to the next one (the last: to `end`); the time
+    before the first stage is the set-up (`setup`)."""
+    marks = [(t, m[1]) for t, line in stamped if (m := STAGE.search(line))]
+    out = {"setup": (marks[0][0] if marks else end) - (stamped[0][0] if stamped else end)}
+    for (t, name), nxt in zip(marks, [m[0] for m in marks[1:]] + [end]):
+        out[name] = nxt - t
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", type=Path, help="clone into this (new) folder and keep it")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="rcd-first-run-")) / "rcdistill"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    start = time.time()
+    stamped: list[tuple[float, str]] = [(start, "start")]
+    proc = subprocess.Popen(["./scripts/repro.sh"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    for line in proc.stdout:
+        stamped.append((time.time(), line.rstrip("\n").split("\r")[-1]))  # a progress bar: its last state
+        if STAGE.search(line):
+            print(f"{stamped[-1][0] - start:7.0f} s  {line.strip()}", flush=True)
+    rc = proc.wait()
+    end = time.time()
+    result = {"commit": head, "rc": rc, "total_s": round(end - start, 1),
+              "stages_s": {k: round(v, 1) for k, v in stage_times(stamped, end).items()},
+              "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+              "date": time.strftime("%Y-%m-%d", time.gmtime(start))}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".log").write_text("\n".join(f"{t - start:8.1f} {line}" for t, line in stamped) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    if not args.keep:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""benchmarks/headlines.py and benchmarks/first_run.py: the checks and timings they compute."""
+import importlib.util
+import math
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+headlines = load("headlines")
+first_run = load("first_run")
+
+
+def cells(shape_seen, colour_seen, shape_unseen, colour_unseen):
+    return {"seen": {"shape": shape_seen, "colour": colour_seen}, "unseen": {"shape": shape_unseen, "colour": colour_unseen}}
+
+
+def evaluation(student_unseen_shape: float, fast_unseen_shape_4: float) -> dict:
+    teacher = cells(0.95, 0.95, 1.0, 0.95)
+    fast = {str(k): cells(0.9, 0.9, fast_unseen_shape_4 if k == 4 else 0.9, 0.9) for k in (1, 2, 4, 8)}
+    return {"teacher": {**teacher, "steps": {"25": teacher}},
+            "student": cells(0.9, 0.9, student_unseen_shape, 0.9),
+            "student_fast": {"steps": fast}}
+
+
+def test_check_margin_is_measured_in_standard_errors():
+    c = headlines.check("x", 0.95, 0.90, 0.01, "min")
+    assert c["holds"] and c["with_margin"] and math.isclose(c["margin"], 0.05)
+    c = headlines.check("x", 0.915, 0.90, 0.01, "min")
+    assert c["holds"] and not c["with_margin"]          # 1.5 SE: holds, but inside the noise
+    c = headlines.check("x", 0.50, 0.40, 0.01, "max")   # a ceiling: 0.5 is above 0.4
+    assert not c["holds"] and c["margin"] < 0
+    assert math.isclose(headlines.se(0.5, 625), 0.02)
+
+
+def test_chain_checks_find_a_failed_headline():
+    n = 640
+    good = headlines.chain_checks(evaluation(0.98, 0.97), evaluation(0.20, 0.10), n, "x")
+    assert all(c["holds"] for c in good) and len(good) == 1 + 8 + 2
+    # RC student under 0.9x the teacher, and a no-RC student that did not forget
+    bad = headlines.chain_checks(evaluation(0.80, 0.97), evaluation(0.75, 0.90), n, "x")
+    failed = [c["headline"] for c in bad if not c["holds"]]
+    assert any("RC student unseen shape >= 0.9x" in h for h in failed)
+    assert any("no-RC student unseen shape" in h for h in failed)
+    assert any("no-RC few-step" in h for h in failed)
+
+
+def test_first_run_stage_times_split_the_log_at_each_stage():
+    stamped = [(0.0, "start"), (5.0, "setup: ready"), (60.0, "Running stage 'prompts':"), (62.0, "x"),
+               (70.0, "Running stage 'teacher':"), (300.0, "done")]
+    times = first_run.stage_times(stamped, end=310.0)
+    assert times == {"setup": 60.0, "prompts": 10.0, "teacher": 240.0}
