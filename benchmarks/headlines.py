@@ -6,7 +6,9 @@ workspace's own run (the one that wrote `dvc.lock`):
 - `norc`        distillation and few-step distillation without Random Conditioning;
 - `seed2`       the whole chain on a teacher trained with another seed (a stand-in for another
                 machine, whose CPU gives another teacher from the same code);
-- `seed2-norc`  both.
+- `seed2-norc`  both;
+- `heldout-cross` the default chain with another held-out concept (`world.unseen=[cross]`): its wall
+                time is what a user pays to try a held-out concept from a complete workspace.
 
 Each is `dvc exp run --temp -n NAME -S ...` (the workspace is left as it is); this script then
 reads `metrics/{teacher,evaluate}.json` of the workspace and of every experiment from
@@ -37,6 +39,7 @@ EXPERIMENTS = {
     "norc": NO_RC,
     "seed2": ["-S", f"teacher.seed={SECOND_SEED}"],
     "seed2-norc": ["-S", f"teacher.seed={SECOND_SEED}", *NO_RC],
+    "heldout-cross": ["-S", "world.unseen=[cross]"],
 }
 CELLS = [(s, a) for s in ("seen", "unseen") for a in ("shape", "colour")]
 
@@ -102,7 +105,7 @@ def experiments_on_head() -> dict[str, dict]:
     return found
 
 
-def collect(params: dict) -> dict:
+def collect(params: dict, seconds: dict[str, float]) -> dict:
     n = params["evaluate"]["eval_per_set"]
     n_gate = params["teacher"]["gate"]["eval_per_set"]
     floors = {a: params["teacher"]["gate"][a] for a in ("shape", "colour")}
@@ -118,7 +121,13 @@ def collect(params: dict) -> dict:
         checks += chain_checks(runs["seed2"]["metrics/evaluate.json"],
                                runs.get("seed2-norc", {}).get("metrics/evaluate.json"), n, f"seed {SECOND_SEED}")
     fast_reg = workspace.get("metrics/register.json", {}).get("student_fast", {})
+    if "heldout-cross" in runs:
+        t = runs["heldout-cross"]["metrics/evaluate.json"]
+        checks.append(check("held out cross: RC student unseen shape >= 0.9x teacher "
+                            f"({t['teacher']['unseen']['shape']:.3f})", t["student"]["unseen"]["shape"],
+                            0.9 * t["teacher"]["unseen"]["shape"], se(t["student"]["unseen"]["shape"], n), "min"))
     return {"eval_per_set": n, "gate_eval_per_set": n_gate, "runs": sorted(runs), "missing": sorted(set(EXPERIMENTS) - set(runs)),
+            "experiment_wall_s": seconds,
             "few_step_registry": {k: fast_reg.get(k) for k in ("version", "promoted", "reason", "champion_version")},
             "checks": checks, "all_hold": all(c["holds"] for c in checks),
             "all_with_margin": all(c["with_margin"] for c in checks)}
@@ -135,6 +144,9 @@ def markdown(result: dict) -> str:
     reg = result["few_step_registry"]
     lines += ["", f"Few-step student in the registry (this workspace's run): version {reg.get('version')}, "
               f"promoted: {reg.get('promoted')} ({reg.get('reason')})."]
+    if result["experiment_wall_s"]:
+        lines.append("Wall time of each experiment (`dvc exp run --temp` from the complete workspace): "
+                     + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(result["experiment_wall_s"].items())) + ".")
     if result["missing"]:
         lines.append(f"Not run: {', '.join(result['missing'])}.")
     return "\n".join(lines) + "\n"
@@ -146,6 +158,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="run only these experiments")
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
+    old = OUT.with_suffix(".json")
+    seconds = json.loads(old.read_text()).get("experiment_wall_s", {}) if old.exists() else {}
     if not args.collect_only:
         done = experiments_on_head()
         for name in args.only or EXPERIMENTS:
@@ -154,8 +168,9 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             dvc("exp", "run", "--temp", "-n", name, *EXPERIMENTS[name])
-            print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    result = collect(params)
+            seconds[name] = round(time.perf_counter() - t0, 1)
+            print(f"{name}: {seconds[name]:.0f} s", flush=True)
+    result = collect(params, seconds)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     OUT.with_suffix(".md").write_text(markdown(result))

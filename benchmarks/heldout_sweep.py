@@ -12,12 +12,16 @@ whole world). `dvc queue start` runs them; this script waits, then reads every e
     .venv/bin/python benchmarks/heldout_sweep.py --collect-only   # tables from finished experiments
 
 Gap closed = (RC - no-RC) / (teacher - no-RC) on the held-out attribute (shape or colour).
+`--seeds 4 14` repeats every cell with those distillation seeds (`distill.seed`); each row then
+carries the standard error of RC - no-RC (both accuracies' SEs in quadrature, n = the concept
+check's prompts) and says when the difference is under two of them (not a finding).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import re
 import subprocess
 import sys
@@ -38,8 +42,8 @@ def attribute_of(concept: str) -> str:
     return CONCEPTS[concept]
 
 
-def exp_name(concept: str, rc: bool) -> str:
-    return f"{PREFIX}-{concept}-{'rc' if rc else 'norc'}"
+def exp_name(concept: str, rc: bool, seed: int | None = None) -> str:
+    return f"{PREFIX}-{concept}-{'rc' if rc else 'norc'}" + ("" if seed is None else f"-s{seed}")
 
 
 def dvc(*args: str, check: bool = True) -> str:
@@ -49,15 +53,17 @@ def dvc(*args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def queue_commands(concepts, rc_prob: float) -> list[list[str]]:
-    """One `dvc exp run --queue` per (concept, RC on/off); target `distill` (consistency and evaluate
-    are not needed for the concept check)."""
+def queue_commands(concepts, rc_prob: float, seeds=(None,)) -> list[list[str]]:
+    """One `dvc exp run --queue` per (concept, RC on/off, seed); target `distill` (consistency and
+    evaluate are not needed for the concept check)."""
     cmds = []
     for concept in concepts:
-        for rc in (True, False):
-            cmds.append(["exp", "run", "--queue", "-n", exp_name(concept, rc),
-                         "-S", f"world.unseen=[{concept}]",
-                         "-S", f"distill.rc_prob={rc_prob if rc else 0.0}", "distill"])
+        for seed in seeds:
+            for rc in (True, False):
+                cmds.append(["exp", "run", "--queue", "-n", exp_name(concept, rc, seed),
+                             "-S", f"world.unseen=[{concept}]",
+                             "-S", f"distill.rc_prob={rc_prob if rc else 0.0}",
+                             *([] if seed is None else ["-S", f"distill.seed={seed}"]), "distill"])
     return cmds
 
 
@@ -94,38 +100,38 @@ def metric(data: dict, path: str) -> dict:
     return ((data.get("metrics") or {}).get(path) or {}).get("data") or {}
 
 
-def sweep_rows(exps: dict[str, dict], concepts, states: dict[str, str] | None = None) -> list[dict]:
-    """One row per concept; `states` (from the queue) keeps unfinished or failed runs out of the numbers
-    (a queued or running experiment shows the baseline's metrics)."""
-    rows, states = [], states or {}
-    for concept in concepts:
-        attr = attribute_of(concept)
-        row = {"concept": concept, "attribute": attr}
-        unfinished = [f"{name} {states[name].lower()}" for name in (exp_name(concept, True), exp_name(concept, False))
-                      if states.get(name, "Success") != "Success"]
-        if unfinished:
-            row["status"] = ", ".join(unfinished)
-            rows.append(row)
-            continue
-        rc, norc = exps.get(exp_name(concept, True)), exps.get(exp_name(concept, False))
-        if rc is None or norc is None:
-            row["status"] = "missing: " + ", ".join(exp_name(concept, r) for r, d in ((True, rc), (False, norc)) if d is None)
-            rows.append(row)
-            continue
-        teacher = metric(rc, "metrics/teacher.json").get("teacher", {})
-        rc_m = metric(rc, "metrics/distill.json").get("distill", {})
-        norc_m = metric(norc, "metrics/distill.json").get("distill", {})
-        if not rc_m or not norc_m:
-            row["status"] = "failed (see `dvc queue logs`)"
-            rows.append(row)
-            continue
-        t, r, n = teacher["unseen"][attr], rc_m["unseen"][attr], norc_m["unseen"][attr]
-        row.update(status="ok", teacher_passed=teacher.get("passed"), teacher=t, rc=r, no_rc=n,
-                   gap_closed=(r - n) / (t - n) if t - n > 1e-9 else None,  # None: nothing was forgotten
-                   rc_seen=rc_m["seen"][attr], no_rc_seen=norc_m["seen"][attr],
-                   rc_prob=rc_m.get("rc_prob"))
-        rows.append(row)
-    return rows
+def sweep_rows(exps: dict[str, dict], concepts, states: dict[str, str] | None = None, seeds=(None,),
+               n_prompts: int | None = None) -> list[dict]:
+    """One row per concept and seed; `states` (from the queue) keeps unfinished or failed runs out of
+    the numbers (a queued or running experiment shows the baseline's metrics); with `n` (prompts per
+    eval set) each row gets the standard error of RC - no-RC."""
+    return [_row(exps, concept, seed, states or {}, n_prompts) for concept in concepts for seed in seeds]
+
+
+def _row(exps: dict[str, dict], concept: str, seed: int | None, states: dict[str, str], n_prompts: int | None) -> dict:
+    attr = attribute_of(concept)
+    row = {"concept": concept, "attribute": attr, "seed": seed}
+    names = (exp_name(concept, True, seed), exp_name(concept, False, seed))
+    unfinished = [f"{name} {states[name].lower()}" for name in names if states.get(name, "Success") != "Success"]
+    if unfinished:
+        return {**row, "status": ", ".join(unfinished)}
+    rc, norc = exps.get(names[0]), exps.get(names[1])
+    if rc is None or norc is None:
+        return {**row, "status": "missing: " + ", ".join(name for name, d in zip(names, (rc, norc)) if d is None)}
+    teacher = metric(rc, "metrics/teacher.json").get("teacher", {})
+    rc_m = metric(rc, "metrics/distill.json").get("distill", {})
+    norc_m = metric(norc, "metrics/distill.json").get("distill", {})
+    if not rc_m or not norc_m:
+        return {**row, "status": "failed (see `dvc queue logs`)"}
+    t, r, n = teacher["unseen"][attr], rc_m["unseen"][attr], norc_m["unseen"][attr]
+    row.update(status="ok", teacher_passed=teacher.get("passed"), teacher=t, rc=r, no_rc=n,
+               gap_closed=(r - n) / (t - n) if t - n > 1e-9 else None,  # None: nothing was forgotten
+               rc_seen=rc_m["seen"][attr], no_rc_seen=norc_m["seen"][attr],
+               rc_prob=rc_m.get("rc_prob"))
+    if n_prompts:
+        row["se_diff"] = math.hypot(*(math.sqrt(p * (1 - p) / n_prompts) for p in (r, n)))
+        row["within_noise"] = abs(r - n) < 2 * row["se_diff"]
+    return row
 
 
 def fmt(x) -> str:
@@ -133,15 +139,17 @@ def fmt(x) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| held out | attribute | teacher | RC student | no-RC student | gap RC closes | seen (RC / no-RC) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| held out | attribute | teacher | RC student | no-RC student | gap RC closes | seen (RC / no-RC) | seed | RC − no-RC ± SE |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['concept']} | {r['attribute']} | {r['status']} | | | | |")
+            lines.append(f"| {r['concept']} | {r['attribute']} | {r['status']} | | | | | {r.get('seed') or ''} | |")
             continue
         gap = "no gap (no-RC ≥ teacher)" if r["gap_closed"] is None else f"{100 * r['gap_closed']:.0f}%"
+        diff = "" if "se_diff" not in r else (f"{r['rc'] - r['no_rc']:+.3f} ± {r['se_diff']:.3f}"
+                                               + (" (under 2 SE: not a finding)" if r["within_noise"] else ""))
         lines.append(f"| {r['concept']} | {r['attribute']} | {fmt(r['teacher'])} | {fmt(r['rc'])} | "
-                     f"{fmt(r['no_rc'])} | {gap} | {fmt(r['rc_seen'])} / {fmt(r['no_rc_seen'])} |")
+                     f"{fmt(r['no_rc'])} | {gap} | {fmt(r['rc_seen'])} / {fmt(r['no_rc_seen'])} | {r.get('seed') or ''} | {diff} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,11 +159,12 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r["status"] == "ok"]
+    label = lambda r: f"{r['concept']}\n({r['attribute']})" + (f"\nseed {r['seed']}" if r.get("seed") is not None else "")  # noqa: E731
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(ok) + 2), 3.8))
     width = 0.27
     for k, (key, label) in enumerate((("teacher", "teacher"), ("rc", "RC student"), ("no_rc", "no-RC student"))):
         ax.bar([i + (k - 1) * width for i in range(len(ok))], [r[key] for r in ok], width, label=label)
-    ax.set_xticks(range(len(ok)), [f"{r['concept']}\n({r['attribute']})" for r in ok])
+    ax.set_xticks(range(len(ok)), [label(r) for r in ok], fontsize=7)
     ax.set_ylabel("accuracy on the held-out attribute")
     ax.set_ylim(0, 1.05)
     ax.set_title("Held-out concept: teacher, RC and no-RC students", fontsize=10)
@@ -167,8 +176,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def write_results(rows: list[dict], meta: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    keys = ["concept", "attribute", "status", "teacher_passed", "teacher", "rc", "no_rc", "gap_closed",
-            "rc_seen", "no_rc_seen", "rc_prob"]
+    keys = ["concept", "attribute", "seed", "status", "teacher_passed", "teacher", "rc", "no_rc", "gap_closed",
+            "rc_seen", "no_rc_seen", "rc_prob", "se_diff", "within_noise"]
     with out.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, keys, extrasaction="ignore")
         writer.writeheader()
@@ -184,6 +193,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="queue workers (1 on 2 cores: stages use both)")
     ap.add_argument("--baseline", default=None, help="commit the experiments derive from (default HEAD)")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="distillation seeds (distill.seed) to repeat every cell with (default: params' own, once)")
     ap.add_argument("--poll-s", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -192,13 +203,15 @@ def main() -> None:
 
     baseline = args.baseline or subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
     from rcdistill.config import load_params
-    rc_prob = load_params("params.yaml").distill.rc_prob
-    meta = {"baseline": baseline, "rc_prob": rc_prob, "concepts": args.concepts}
+    params = load_params("params.yaml")
+    rc_prob, n = params.distill.rc_prob, params.teacher.gate.eval_per_set  # the concept check's prompts
+    seeds = tuple(args.seeds) if args.seeds else (None,)
+    meta = {"baseline": baseline, "rc_prob": rc_prob, "concepts": args.concepts, "seeds": args.seeds, "eval_per_set": n}
     if not args.collect_only:
-        names = [exp_name(c, rc) for c in args.concepts for rc in (True, False)]
+        names = [exp_name(c, rc, s) for c in args.concepts for s in seeds for rc in (True, False)]
         for name in names:   # a rerun replaces the sweep's old experiments
             dvc("exp", "remove", name, check=False)
-        for cmd in queue_commands(args.concepts, rc_prob):
+        for cmd in queue_commands(args.concepts, rc_prob, seeds):
             dvc(*cmd)
         start = time.perf_counter()
         dvc("queue", "start", "-j", str(args.jobs))
@@ -207,7 +220,7 @@ def main() -> None:
         meta["jobs"] = args.jobs
         print(f"sweep: {len(names)} experiments in {meta['wall_s']:.0f} s")
     show = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", baseline))
-    rows = sweep_rows(experiments(show, baseline), args.concepts, queue_states(dvc("queue", "status")))
+    rows = sweep_rows(experiments(show, baseline), args.concepts, queue_states(dvc("queue", "status")), seeds, n)
     if args.collect_only and args.out.with_suffix(".json").exists():
         meta = {**json.loads(args.out.with_suffix(".json").read_text())["meta"], **meta}
     write_results(rows, meta, args.out)

@@ -83,20 +83,38 @@ def evaluate_section(ev: dict | None, params: dict) -> list[str]:
 def recipe_section(rec: dict | None) -> list[str]:
     if not rec:
         return ["_No teacher recipes recorded._"]
+    rows = [r for r in rec["recipes"] if "by_steps" in r]
     lines = ["`benchmarks/teacher_recipe.py` trains each candidate with the teacher stage's own code and judges it with the "
-             "gate's own function, at several DDIM step counts (drift = largest minus smallest accuracy across them).", "",
-             "| recipe | overrides | wall (s) | steps | seen shape | seen colour | unseen shape | unseen colour | largest drift | VAE recon shape |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rec["recipes"]:
-        if "by_steps" not in r:
-            continue  # rows of the 32x32 world, before step counts were recorded
-        n = r["eval_per_set"]
-        for k, cell in r["by_steps"].items():
-            lines.append(f"| {r['name']} | {' '.join(r['overrides']) or 'params.yaml'} | {r['total_s']:.0f} | {k} | "
+             "gate's own function at several DDIM step counts; drift = largest minus smallest accuracy across them.",
+             *([rec["note"]] if rec.get("note") else []), "",
+             "| recipe | prediction | Min-SNR γ | UNet steps × batch | wall (s) | DDIM steps | seen shape | seen colour | unseen shape | unseen colour | largest drift |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        u, n = r.get("teacher_unet", {}), r["eval_per_set"]
+        for k, cell in sorted(r["by_steps"].items(), key=lambda kv: int(kv[0])):
+            lines.append(f"| {r['name']} | {u.get('prediction_type', '?')} | {u.get('snr_gamma', '?')} | "
+                         f"{u.get('steps', r['unet_steps'])} × {u.get('batch_size', '?')} | {r['total_s']:.0f} | {k} | "
                          + " | ".join(acc(cell[s][a], n) for s, a in
                                       (("seen", "shape"), ("seen", "colour"), ("unseen", "shape"), ("unseen", "colour")))
-                         + f" | {max(r['drift'].values()):.3f} | {r['checks'].get('vae_recon_shape', float('nan')):.3f} |")
+                         + f" | {max(r['drift'].values()):.3f} |")
+    lines += ["", *paired_differences(rows)]
     return lines
+
+
+def paired_differences(rows: list[dict]) -> list[str]:
+    """One sentence per pair of recipes that differ in exactly one teacher.unet setting (same VAE)."""
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            ua, ub = a.get("teacher_unet"), b.get("teacher_unet")
+            if not ua or not ub or a.get("vae") != b.get("vae"):
+                continue
+            diff = [k for k in ua if ua[k] != ub.get(k)]
+            if len(diff) == 1:
+                k = diff[0]
+                out.append(f"- Only `teacher.unet.{k}` differs between `{a['name']}` ({ua[k]}) and `{b['name']}` ({ub[k]}): "
+                           f"largest drift across step counts {max(a['drift'].values()):.3f} vs {max(b['drift'].values()):.3f}.")
+    return out
 
 
 def main() -> None:

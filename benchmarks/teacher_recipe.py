@@ -72,6 +72,7 @@ def run_recipe(name: str, sets: list[str], steps: list[int], keep: Path | None =
             shutil.copytree(tmp, keep, dirs_exist_ok=True)
     n = params.teacher.gate.eval_per_set
     return {"name": name, "overrides": sets, "unet_steps": params.teacher.unet.steps,
+            "teacher_unet": params.teacher.unet.model_dump(), "vae": params.teacher.vae.model_dump(),
             "eval_per_set": n, "by_steps": by_steps, "drift": drift(by_steps),
             "vae_steps": params.teacher.vae.steps, "seconds": {k: round(v, 1) for k, v in seconds.items()},
             "total_s": round(time.perf_counter() - start, 1), "checks": checks, "gate": {**metrics, "failures": failures},

@@ -56,3 +56,33 @@ def test_first_run_stage_times_split_the_log_at_each_stage():
                (70.0, "Running stage 'teacher':"), (300.0, "done")]
     times = first_run.stage_times(stamped, end=310.0)
     assert times == {"setup": 60.0, "prompts": 10.0, "teacher": 240.0}
+
+
+def test_results_doc_is_generated_from_the_results_files(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    results_doc = load("results_doc")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "teacher": {"gate": {"shape": 0.9, "colour": 0.9, "eval_per_set": 100}},
+        "sampling": {"steps": 25, "scheduler": "ddim", "guidance_scale": 3.0}, "evaluate": {"eval_per_set": 100}}))
+    results_doc.main()
+    text = (tmp_path / "docs/results.md").read_text()
+    assert "_No teacher gate recorded._" in text and "do not edit by hand" in text
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/teacher.json").write_text(json.dumps({"teacher": {"passed": True, "seen": {
+        "shape": 0.91, "colour": 0.99, "size": 1.0, "position": 1.0}}}))
+    unet = {"prediction_type": "epsilon", "snr_gamma": 5.0, "steps": 10, "batch_size": 8}
+    row = {"name": "a", "overrides": [], "unet_steps": 10, "total_s": 1.0, "eval_per_set": 100, "vae": {},
+           "teacher_unet": unet, "drift": {"seen.colour": 0.2},
+           "by_steps": {"4": {"seen": {"shape": 0.9, "colour": 0.9}, "unseen": {"shape": 0.9, "colour": 0.9}}}}
+    (tmp_path / "benchmarks/results").mkdir(parents=True)
+    (tmp_path / "benchmarks/results/teacher_recipe.json").write_text(json.dumps({"recipes": [
+        row, {**row, "name": "b", "teacher_unet": {**unet, "prediction_type": "v_prediction"}, "drift": {"seen.colour": 0.01}}]}))
+    results_doc.main()
+    text = (tmp_path / "docs/results.md").read_text()
+    assert "| seen | 0.910 ± 0.029 | 0.990 ± 0.010 |" in text       # SE = sqrt(p(1-p)/n), n = 100
+    assert "Only `teacher.unet.prediction_type` differs between `a` (epsilon) and `b` (v_prediction)" in text
+    assert "0.200 vs 0.010" in text

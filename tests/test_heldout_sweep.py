@@ -83,3 +83,19 @@ def test_sweep_runs_through_the_dvc_queue(tmp_path):
     assert result["meta"]["wall_s"] > 0 and out.with_suffix(".png").stat().st_size > 0
     names = run(sys.executable, "-m", "dvc", "exp", "list", "--name-only").stdout.split()
     assert {"sweep-cross-rc", "sweep-cross-norc", "sweep-yellow-rc", "sweep-yellow-norc"} <= set(names)
+
+
+def test_seeded_rows_carry_the_noise_of_the_difference():
+    show = [{"rev": "base", "experiments": [
+        {"name": n, "revs": [{**_exp({"shape": 0.95}, {"shape": acc}), "name": n}]}
+        for n, acc in (("sweep-cross-rc-s4", 0.90), ("sweep-cross-norc-s4", 0.30),
+                       ("sweep-cross-rc-s14", 0.62), ("sweep-cross-norc-s14", 0.60))]}]
+    rows = sweep.sweep_rows(sweep.experiments(show, "base"), ["cross"], seeds=(4, 14), n_prompts=640)
+    far, near = rows
+    assert (far["seed"], near["seed"]) == (4, 14)
+    assert far["se_diff"] == pytest.approx(((0.9 * 0.1 + 0.3 * 0.7) / 640) ** 0.5)
+    assert not far["within_noise"] and near["within_noise"]       # 0.02 apart is under 2 SE
+    assert "not a finding" in sweep.markdown(rows).splitlines()[-1]
+    cmds = sweep.queue_commands(["cross"], 0.5, seeds=(4, 14))
+    assert [c[4] for c in cmds] == ["sweep-cross-rc-s4", "sweep-cross-norc-s4", "sweep-cross-rc-s14", "sweep-cross-norc-s14"]
+    assert all("distill.seed=" + c[4].rsplit("-s", 1)[1] in c for c in cmds)

@@ -30,8 +30,10 @@ _SCALE_JITTER = 0.08
 _COLOUR_JITTER = 14.0
 
 
-def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Signed distance (negative inside) of one shape, centred at the origin, radius r."""
+def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: torch.Tensor, compact: bool = False) -> torch.Tensor:
+    """Signed distance (negative inside) of one shape, centred at the origin, radius r. On compact
+    canvases the diamond is a tall rhombus: a square one a few pixels wide reads as a circle (the
+    16x16 teacher drew it right 78% of the time, against 88-100% for the other shapes)."""
     ax, ay = px.abs(), py.abs()
     if shape == "circle":
         return torch.sqrt(px**2 + py**2) - r
@@ -40,6 +42,8 @@ def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: torch.Tensor) -> tor
     if shape == "triangle":  # equilateral, pointing up (y grows downwards), circumradius 1.15 r
         big_r = 1.15 * r
         return torch.maximum((math.sqrt(3) * ax - py) / 2 - big_r / 2, py - big_r / 2)
+    if shape == "diamond" and compact:  # half-width 0.7 r, half-height 1.1 r
+        return (ax / 0.7 + ay / 1.1) - r
     if shape == "diamond":
         return (ax + ay) / math.sqrt(2) - 0.82 * r
     if shape == "cross":
@@ -69,7 +73,8 @@ def render(
 
     k = image_size / 32.0
     centres = torch.tensor([_CENTRES[p] for p in POSITIONS])[position] + jitter
-    radii = _RADIUS_COMPACT if image_size < 32 else _RADIUS
+    compact = image_size < 32
+    radii = _RADIUS_COMPACT if compact else _RADIUS
     radius = torch.tensor([radii["small"], radii["large"]])[size] * scale
     rgb = (torch.tensor([RGB[c] for c in COLOURS], dtype=torch.float32)[colour] + cjit).clamp(0, 255)
     bg = torch.tensor(BACKGROUND_RGB, dtype=torch.float32).view(1, 3, 1, 1)
@@ -83,7 +88,7 @@ def render(
             idx = rows[s: s + chunk]
             px = coords.view(1, 1, hi) - centres[idx, 0].view(-1, 1, 1)
             py = coords.view(1, hi, 1) - centres[idx, 1].view(-1, 1, 1)
-            inside = (_sdf(name, px, py, radius[idx].view(-1, 1, 1)) <= 0).float()
+            inside = (_sdf(name, px, py, radius[idx].view(-1, 1, 1), compact) <= 0).float()
             alpha = F.avg_pool2d(inside.unsqueeze(1), SUPERSAMPLE)  # (b,1,H,W) coverage
             img = bg * (1 - alpha) + rgb[idx].view(-1, 3, 1, 1) * alpha
             out[idx] = img.round().clamp(0, 255).to(torch.uint8)
