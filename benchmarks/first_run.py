@@ -3,7 +3,7 @@
 Clones the committed HEAD into a fresh folder (no .venv, no data, no models, no MLflow store),
 runs `./scripts/repro.sh` there as README says, and stamps every output line, so the set-up and
 each DVC stage ("Running stage 'X'") get their wall time. Writes benchmarks/results/first_run.json
-(and keeps the clone's log beside it, .log). The clone's `dvc.lock` and metrics are left in the
+(every run is kept, the newest last; the newest run's log beside it, .log). The clone's `dvc.lock` and metrics are left in the
 clone for whoever wants to compare them with the committed ones (`--keep` keeps the folder).
 
     .venv/bin/python benchmarks/first_run.py                 # clone of HEAD into a temp folder
@@ -63,7 +63,9 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d", time.gmtime(start))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".log").write_text("\n".join(f"{t - start:8.1f} {line}" for t, line in stamped) + "\n")
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = earlier.get("runs", [earlier] if earlier else []) + [result]   # every run kept; the last is the newest
+    args.out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     if not args.keep:
         shutil.rmtree(folder.parent, ignore_errors=True)

@@ -30,13 +30,16 @@ def acc(p: float, n: int) -> str:
     return f"{p:.3f} ± {se(p, n):.3f}"
 
 
-def first_run_section(run: dict | None) -> list[str]:
-    if not run:
+def first_run_section(runs: dict | None) -> list[str]:
+    if not runs:
         return ["_No first-run timing recorded (benchmarks/first_run.py)._"]
+    earlier = [f"{r['commit'][:7]} ({r['date']}): {r['total_s'] / 60:.1f} min" for r in runs["runs"][:-1]]
+    run = runs["runs"][-1]
     rows = [f"| {k} | {v / 60:.1f} |" for k, v in run["stages_s"].items()]
     return [f"`benchmarks/first_run.py`: a fresh clone of {run['commit'][:7]} on {run['date']}, {run['cores']} cores, "
             f"`./scripts/repro.sh` exit code {run['rc']}, **{run['total_s'] / 60:.1f} minutes** in all, set-up included.",
-            "", "| step | minutes |", "|---|---|", *rows]
+            "", "| step | minutes |", "|---|---|", *rows,
+            *(["", "Earlier first runs: " + "; ".join(earlier) + "."] if earlier else [])]
 
 
 def teacher_section(teacher: dict | None, checks: dict | None, params: dict) -> list[str]:
