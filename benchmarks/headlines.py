@@ -99,6 +99,8 @@ def experiments_on_head() -> dict[str, dict]:
         if entry.get("rev") != head:
             continue
         for exp in entry.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") not in (None, "success"):
+                continue  # queued or running: it shows the baseline's metrics, not its own
             rev = exp["revs"][0]
             metrics = (rev.get("data") or {}).get("metrics") or {}
             found[rev.get("name") or exp.get("name")] = {p: (m or {}).get("data") or {} for p, m in metrics.items()}

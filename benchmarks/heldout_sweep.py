@@ -159,12 +159,12 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r["status"] == "ok"]
-    label = lambda r: f"{r['concept']}\n({r['attribute']})" + (f"\nseed {r['seed']}" if r.get("seed") is not None else "")  # noqa: E731
+    tick = lambda r: f"{r['concept']}\n({r['attribute']})" + (f"\nseed {r['seed']}" if r.get("seed") is not None else "")  # noqa: E731
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(ok) + 2), 3.8))
     width = 0.27
     for k, (key, label) in enumerate((("teacher", "teacher"), ("rc", "RC student"), ("no_rc", "no-RC student"))):
         ax.bar([i + (k - 1) * width for i in range(len(ok))], [r[key] for r in ok], width, label=label)
-    ax.set_xticks(range(len(ok)), [label(r) for r in ok], fontsize=7)
+    ax.set_xticks(range(len(ok)), [tick(r) for r in ok], fontsize=7)
     ax.set_ylabel("accuracy on the held-out attribute")
     ax.set_ylim(0, 1.05)
     ax.set_title("Held-out concept: teacher, RC and no-RC students", fontsize=10)

@@ -86,3 +86,18 @@ def test_results_doc_is_generated_from_the_results_files(tmp_path, monkeypatch):
     assert "| seen | 0.910 ± 0.029 | 0.990 ± 0.010 |" in text       # SE = sqrt(p(1-p)/n), n = 100
     assert "Only `teacher.unet.prediction_type` differs between `a` (epsilon) and `b` (v_prediction)" in text
     assert "0.200 vs 0.010" in text
+
+
+def test_running_experiments_are_not_read(monkeypatch):
+    """A running experiment shows the baseline's metrics in `dvc exp show`: it must not count as run."""
+    import json
+    import types
+
+    def exp(name, state):
+        return {"name": name, "executor": state and {"state": state},
+                "revs": [{"name": name, "data": {"metrics": {"metrics/evaluate.json": {"data": {"x": name}}}}}]}
+
+    show = [{"rev": "head", "experiments": [exp("norc", None), exp("seed2", "running"), exp("seed2-norc", "queued")]}]
+    monkeypatch.setattr(headlines, "dvc", lambda *a: json.dumps(show))
+    monkeypatch.setattr(headlines.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout="head\n"))
+    assert headlines.experiments_on_head() == {"norc": {"metrics/evaluate.json": {"x": "norc"}}}
