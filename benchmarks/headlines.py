@@ -32,6 +32,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heldout_sweep import dvc, experiments  # noqa: E402  (the one reader of `dvc exp show`)
+from stats import se  # noqa: E402
+
 OUT = Path("benchmarks/results/headlines")
 SECOND_SEED = 13
 NO_RC = ["-S", "distill.rc_prob=0", "-S", "consistency.rc_prob=0"]
@@ -42,17 +46,6 @@ EXPERIMENTS = {
     "heldout-cross": ["-S", "world.unseen=[cross]"],
 }
 CELLS = [(s, a) for s in ("seen", "unseen") for a in ("shape", "colour")]
-
-
-def dvc(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"dvc {' '.join(args)} failed: {(proc.stdout + proc.stderr).strip()[-2000:]}")
-    return proc.stdout
-
-
-def se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n)
 
 
 def check(name: str, value: float, target: float, noise: float, kind: str) -> dict:
@@ -94,17 +87,9 @@ def teacher_checks(gate: dict, floors: dict, n: int, label: str) -> list[dict]:
 def experiments_on_head() -> dict[str, dict]:
     """name -> {path: metrics} for every experiment on the current commit."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    found = {}
-    for entry in json.loads(dvc("exp", "show", "--json") or "[]"):
-        if entry.get("rev") != head:
-            continue
-        for exp in entry.get("experiments") or []:
-            if (exp.get("executor") or {}).get("state") not in (None, "success"):
-                continue  # queued or running: it shows the baseline's metrics, not its own
-            rev = exp["revs"][0]
-            metrics = (rev.get("data") or {}).get("metrics") or {}
-            found[rev.get("name") or exp.get("name")] = {p: (m or {}).get("data") or {} for p, m in metrics.items()}
-    return found
+    found = experiments(json.loads(dvc("exp", "show", "--json") or "[]"), head)
+    return {name: {p: (m or {}).get("data") or {} for p, m in (data.get("metrics") or {}).items()}
+            for name, data in found.items()}
 
 
 def collect(params: dict, seconds: dict[str, float]) -> dict:

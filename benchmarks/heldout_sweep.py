@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from rcdistill.world.vocab import CONCEPTS  # noqa: E402  (held-out concept -> its attribute)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats import se  # noqa: E402
 
 DEFAULT_CONCEPTS = ("circle", "square", "triangle", "diamond", "cross", "yellow", "white")
 PREFIX = "sweep"
@@ -91,6 +93,8 @@ def experiments(exp_show: list[dict], baseline: str) -> dict[str, dict]:
         if entry.get("rev") != baseline:
             continue
         for exp in entry.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") not in (None, "success"):
+                continue  # queued or running: it shows the baseline's metrics, not its own
             rev = exp["revs"][0]
             found[rev.get("name") or exp.get("name")] = rev.get("data") or {}
     return found
@@ -129,7 +133,7 @@ def _row(exps: dict[str, dict], concept: str, seed: int | None, states: dict[str
                rc_seen=rc_m["seen"][attr], no_rc_seen=norc_m["seen"][attr],
                rc_prob=rc_m.get("rc_prob"))
     if n_prompts:
-        row["se_diff"] = math.hypot(*(math.sqrt(p * (1 - p) / n_prompts) for p in (r, n)))
+        row["se_diff"] = math.hypot(se(r, n_prompts), se(n, n_prompts))
         row["within_noise"] = abs(r - n) < 2 * row["se_diff"]
     return row
 

@@ -8,10 +8,13 @@ teacher_recipe.json, headlines.json and heldout_sweep.md. Rerun it after any of 
 from __future__ import annotations
 
 import json
-import math
+import sys
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats import se  # noqa: E402
 
 OUT = Path("docs/results.md")
 RESULTS = Path("benchmarks/results")
@@ -20,10 +23,6 @@ RESULTS = Path("benchmarks/results")
 def load(path: str | Path) -> dict | None:
     p = Path(path)
     return json.loads(p.read_text()) if p.exists() else None
-
-
-def se(p: float, n: int) -> float:
-    return math.sqrt(p * (1 - p) / n)
 
 
 def acc(p: float, n: int) -> str:
