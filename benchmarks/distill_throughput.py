@@ -37,10 +37,11 @@ import rcdistill  # noqa: F401
 from rcdistill.config import DistillParams
 from rcdistill.distill.data import RCSampler, timestep_weights
 from rcdistill.distill.kd import distill
-from rcdistill.distill.losses import distill_losses, prediction_target
+from rcdistill.distill.losses import distill_losses
 from rcdistill.distill.taps import FeatureTaps
 from rcdistill.sampling import device, generate, load_pipeline
 from rcdistill.students import build_student, feature_pairs, init_from_teacher
+from rcdistill.targets import prediction_target
 from rcdistill.teacher.text_encoder import tokenize
 
 # dense fp16/bf16 tensor-core peaks from the vendors' datasheets (FLOP/s), by device-name substring

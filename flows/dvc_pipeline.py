@@ -1,39 +1,38 @@
-"""What a workspace's dvc.yaml declares: its stages in order, the ones the flow runs, their metrics files."""
+"""The pipeline as the flow sees it: the stage table's stages and metrics, and what a workspace's dvc.yaml declares."""
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 from pathlib import Path
 
 import yaml
 
-# The flow runs the stages from this one to the end of dvc.yaml, in dvc.yaml's order. The stages
-# before it (prompts, evaluators, teacher, teacher_gate) are its upstream: `dvc repro cache_latents`
-# reproduces them when they are stale, so they need no task of their own.
-FIRST_FLOW_STAGE = "cache_latents"
+from rcdistill.stage_table import BY_NAME, FLOW_STAGES
+
+log = logging.getLogger(__name__)
 
 
 def dvc_stages(ws: Path) -> dict[str, dict]:
     return (yaml.safe_load((ws / "dvc.yaml").read_text()) or {}).get("stages", {})
 
 
-def flow_stages(ws: Path) -> list[str]:
-    """The stages the flow runs by default: dvc.yaml's stages from FIRST_FLOW_STAGE on."""
-    names = list(dvc_stages(ws))
-    if FIRST_FLOW_STAGE not in names:
-        raise ValueError(f"dvc.yaml in {ws} has no stage {FIRST_FLOW_STAGE!r}; stages there: {', '.join(names)}")
-    return names[names.index(FIRST_FLOW_STAGE):]
+def flow_stages() -> list[str]:
+    """The stages the flow runs by default: the stage table's from cache_latents on (the ones before
+    it are its upstream: `dvc repro cache_latents` reproduces them when they are stale)."""
+    return list(FLOW_STAGES)
 
 
 def stage_metrics(ws: Path, stages: list[str]) -> dict[str, dict]:
-    """The metrics files each stage declares in dvc.yaml, read as JSON (missing ones skipped)."""
+    """The metrics files of `stages` (stage table), read as JSON; a missing one is skipped (the stage
+    did not run), an unreadable one is reported and skipped."""
     out: dict[str, dict] = {}
-    defs = dvc_stages(ws)
     for stage in stages:
-        for entry in defs.get(stage, {}).get("metrics", []) or []:
-            rel = entry if isinstance(entry, str) else next(iter(entry))
+        for rel in BY_NAME[stage].metrics if stage in BY_NAME else ():
             path = ws / rel
-            if path.suffix == ".json" and path.exists():
-                with contextlib.suppress(ValueError):
-                    out[rel] = json.loads(path.read_text())
+            if not path.exists():
+                continue
+            try:
+                out[rel] = json.loads(path.read_text())
+            except ValueError as err:
+                log.warning("%s: not valid JSON (%s); left out of the flow's summary", path, err)
     return out

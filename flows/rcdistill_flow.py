@@ -51,7 +51,7 @@ from rcdistill.tracking import flatten  # noqa: E402
 __all__ = ["REPO", "STAGES", "ARTIFACT_KEY", "rcdistill", "main", "apply_overrides", "workspace_lock",
            "WorkspaceBusy"]
 
-STAGES = flow_stages(REPO)  # the flow's default: dvc.yaml's stages from cache_latents on
+STAGES = flow_stages()  # the flow's default: the stage table's stages from cache_latents on
 
 
 @flow(name="rcdistill", description=f"DVC-driven distillation pipeline: {', '.join(STAGES)}")

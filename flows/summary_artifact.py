@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rcdistill.roster import STUDENTS
 from rcdistill.tracking import flatten
 
 if TYPE_CHECKING:
@@ -45,10 +46,12 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
         if "champion_version" in reg:
             md += [f"| champion version | {_fmt(reg['champion_version']) if reg['champion_version'] is not None else '-'} |",
                    f"| promoted | {_fmt(reg.get('promoted', '-'))} |", f"| gate | {_fmt(reg.get('reason', '-'))} |"]
-        fast = reg.get("student_fast")
-        if isinstance(fast, dict):
-            md += [f"| few-step model | `{fast.get('model_name', '-')}` version **{fast.get('version', '-')}**, "
-                   f"champion v{_fmt(fast.get('champion_version'))} |", f"| few-step gate | {_fmt(fast.get('reason', '-'))} |"]
+        for m in STUDENTS[1:]:
+            other = reg.get(m.name)
+            if isinstance(other, dict):
+                md += [f"| {m.name} model | `{other.get('model_name', '-')}` version **{other.get('version', '-')}**, "
+                       f"champion v{_fmt(other.get('champion_version'))} |",
+                       f"| {m.name} gate | {_fmt(other.get('reason', '-'))} |"]
     md += ["", "## Metrics", ""]
     if not metrics:
         md += ["no metrics file yet"]

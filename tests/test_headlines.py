@@ -68,7 +68,7 @@ def test_results_doc_is_generated_from_the_results_files(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "teacher": {"gate": {"shape": 0.9, "colour": 0.9, "eval_per_set": 100}},
         "sampling": {"steps": 25, "scheduler": "ddim", "guidance_scale": 3.0}, "evaluate": {"eval_per_set": 100}}))
-    results_doc.main()
+    results_doc.main([])
     text = (tmp_path / "docs/results.md").read_text()
     assert "_No teacher gate recorded._" in text and "do not edit by hand" in text
     (tmp_path / "metrics").mkdir()
@@ -81,7 +81,7 @@ def test_results_doc_is_generated_from_the_results_files(tmp_path, monkeypatch):
     (tmp_path / "benchmarks/results").mkdir(parents=True)
     (tmp_path / "benchmarks/results/teacher_recipe.json").write_text(json.dumps({"recipes": [
         row, {**row, "name": "b", "teacher_unet": {**unet, "prediction_type": "v_prediction"}, "drift": {"seen.colour": 0.01}}]}))
-    results_doc.main()
+    results_doc.main([])
     text = (tmp_path / "docs/results.md").read_text()
     assert "| seen | 0.910 ± 0.029 | 0.990 ± 0.010 |" in text       # SE = sqrt(p(1-p)/n), n = 100
     assert "Only `teacher.unet.prediction_type` differs between `a` (epsilon) and `b` (v_prediction)" in text

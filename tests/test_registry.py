@@ -67,7 +67,8 @@ def test_few_step_student_is_its_own_model_and_samples_with_its_own_defaults(tin
     assert result["model_name"] == "rcdistill-student-fast" and result["promoted"]
     mlflow, client = _client(tiny_project)
     mv = client.get_model_version_by_alias("rcdistill-student-fast", "champion")
-    assert mv.tags["student"] == "bk_small+lcm" and mv.tags["steps"] == "2" and "metric.unseen.shape" in mv.tags
+    assert mv.tags["model"] == "student_fast" and mv.tags["steps"] == "2" and "metric.unseen.shape" in mv.tags
+    assert mv.tags["student"] == "bk_small" and mv.tags["init"] == "student"
     assert "Few-step student" in mv.description and "### Across sampling steps" in mv.description
     model = mlflow.pyfunc.load_model("models:/rcdistill-student-fast@champion")
     prompts = ["a large red circle in the center", "a small blue square, top left"]

@@ -9,16 +9,14 @@ from .config import effective_yaml, load_params, parse_set
 from .errors import ParamsError, RcdError, UserError
 
 
-# The params block each stage command trains or judges with: a file without it is refused
-# instead of silently running on defaults.
-STAGE_SECTIONS = {"prompts": "prompts", "evaluators": "evaluators", "teacher": "teacher", "teacher-gate": "teacher",
-                  "cache-latents": "cache", "distill": "distill", "consistency": "consistency",
-                  "evaluate": "evaluate", "register": "registry"}
+from .roster import STUDENTS
+from .stage_table import BY_SUBCOMMAND, STAGES
 
 
 def _params(args):
+    """The params file; a stage refuses one without its own block instead of running on defaults."""
     p = load_params(args.params)
-    section = STAGE_SECTIONS.get(args.cmd)
+    section = BY_SUBCOMMAND[args.cmd].section if args.cmd in BY_SUBCOMMAND else None
     if section and section not in p.model_fields_set:
         raise ParamsError(f"{args.params}: no '{section}:' block, which `rcd {args.cmd}` needs; "
                           "see the repository's params.yaml")
@@ -54,112 +52,25 @@ def cmd_params_use(args) -> int:
     return 0
 
 
-def cmd_prompts(args) -> int:
-    from .world.prompts import write_prompts
+def cmd_stage(args) -> int:
+    """Any pipeline stage: its module in `stages/` (the stage table names it)."""
+    import importlib
 
-    out = write_prompts(_params(args))
-    print(f"prompts written to {out}/")
-    return 0
+    row = BY_SUBCOMMAND[args.cmd]
+    return importlib.import_module(row.entry).run(_params(args), args)
 
 
-def cmd_evaluators(args) -> int:
-    from .evaluators.stage import METRICS_FILE, run_evaluators_stage
-    from .io import atomic_dir, atomic_write_json
+def cmd_dvc_yaml(args) -> int:
+    from .dvc_yaml import check_dvc_yaml, write_dvc_yaml
 
-    p = _params(args)
-    if p.prompts.source != "world":  # real models are judged by the user's Inception and open_clip files
-        note = {"skipped": "prompts.source is not 'world': no world classifier or world CLIP to train"}
-        with atomic_dir(Path(p.evaluators.out_dir)) as tmp:
-            atomic_write_json(tmp / "skipped.json", note)
-        atomic_write_json(METRICS_FILE, note)
-        print(f"evaluators: {note['skipped']}")
+    if args.check:
+        stale = check_dvc_yaml(Path(args.file))
+        if stale:
+            raise UserError(f"{args.file} differs from the stage table ({stale}); run `rcd dvc-yaml`")
+        print(f"{args.file}: matches the stage table")
         return 0
-    metrics = run_evaluators_stage(p)
-    print(f"evaluators written to {p.evaluators.out_dir}/ ; accuracies: {metrics}")
-    return 0
-
-
-def cmd_teacher(args) -> int:
-    from .teacher.stage import run_teacher_stage
-
-    p = _params(args)
-    metrics = run_teacher_stage(p)
-    if p.teacher.source == "pretrained":
-        print(f"pretrained teacher {p.teacher.path} loads offline; recorded in models/teacher/pretrained.json")
-        return 0
-    print(f"teacher pipeline written to {p.teacher.path}/ ; step checks: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) + "; the gate is the teacher_gate stage")
-    return 0
-
-
-def cmd_teacher_gate(args) -> int:
-    from .teacher.gate import run_teacher_gate
-
-    m = run_teacher_gate(_params(args))
-    print("teacher gate passed: " + (m.get("reason") or ", ".join(
-        f"{k}: shape {m[k]['shape']:.3f} colour {m[k]['colour']:.3f}" for k in ("seen", "unseen") if k in m)))
-    return 0
-
-
-def cmd_cache_latents(args) -> int:
-    from .cache.latents import build_cache, load_manifest
-
-    folder = build_cache(_params(args), rebuild=args.rebuild, worker=args.worker)
-    m = load_manifest(folder)
-    have, want = sum(s["rows"] for s in m["shards"]), m["identity"]["n_rows"]
-    state = "complete" if have == want else f"{have} of {want} latents so far (other workers still running?)"
-    print(f"teacher latents cached in {folder}/: {state} (manifest.json lists prompts, seeds, shards, checksums)")
-    return 0
-
-
-def cmd_distill(args) -> int:
-    from .distill.stage import run_distill_stage
-
-    p = _params(args)
-    metrics = run_distill_stage(p, stop_after=args.stop_after)
-    if "helper" in metrics:
-        return 0  # a data-parallel helper process: the main process reports
-    if "stopped_at" in metrics:
-        print(f"stopped after step {metrics['stopped_at']} (checkpoints in {p.distill.work_dir}/; rerun to resume)")
-        return 0
-    print(f"student pipeline written to {p.distill.out_dir}/ ({metrics['student']}: "
-          f"{metrics['student_unet_params'] / 1e6:.2f}M UNet parameters, {metrics['param_ratio']:.2f}x the teacher's)")
-    return 0
-
-
-def cmd_consistency(args) -> int:
-    from .distill.consistency_stage import run_consistency_stage
-
-    p = _params(args)
-    m = run_consistency_stage(p)
-    if "helper" in m:
-        return 0
-    check = "; ".join(f"{n} shape {m[n]['shape']:.3f} colour {m[n]['colour']:.3f}" for n in ("seen", "unseen") if n in m)
-    print(f"few-step student written to {p.consistency.out_dir}/ (LCMScheduler, {m['steps']} steps, guidance "
-          f"{m['guidance_scale']} embedded, no CFG pass){': ' + check if check else ''}")
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from .evaluate.stage import run_evaluate_stage
-    from .summary import summary_lines
-
-    p = _params(args)
-    run_evaluate_stage(p)
-    print("\n".join(line for line in summary_lines() if not line.startswith("registry:")))
-    print(f"metrics/evaluate.json, plots/quality_vs_steps.csv, grids in {p.evaluate.out_dir}/")
-    return 0
-
-
-def cmd_register(args) -> int:
-    from .registry.stage import run_register_stage
-
-    result = run_register_stage(_params(args))
-    for r in (result, result.get("student_fast")):
-        if r:
-            what = "registered as new version" if r["new_version"] else "already registered as version"
-            print(f"{r['model_name']}: {what} {r['version']} (alias challenger); "
-                  + (f"promoted to champion: {r['reason']}" if r["promoted"] else f"not promoted: {r['reason']}"))
+    write_dvc_yaml(Path(args.file))
+    print(f"{args.file} written from the stage table ({len(STAGES)} stages)")
     return 0
 
 
@@ -167,9 +78,12 @@ def cmd_promote(args) -> int:
     from .registry.stage import promote
 
     p = _params(args)
-    version, decision = promote(p, args.version, args.force, "student_fast" if args.fast else "student")
+    from .registry.entries import entry_for
+
+    which = STUDENTS[-1].name if args.fast else args.model
+    version, decision = promote(p, args.version, args.force, which)
     verdict = "champion" if decision.promote else "not promoted"
-    name = p.registry.fast_model_name if args.fast else p.registry.model_name
+    name = entry_for(p, which).model_name
     print(f"{name} v{version}: {verdict}: {decision.reason}")
     return 0 if decision.promote else 1
 
@@ -249,6 +163,21 @@ def cmd_sd_random(args) -> int:
     return 0
 
 
+def _cache_latents_options(sp) -> None:
+    sp.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
+    sp.add_argument("--worker", metavar="I/N", help="data-parallel worker I of N (default: RANK/WORLD_SIZE "
+                    "from accelerate launch or torchrun, else 0/1); each makes every N-th shard")
+
+
+def _distill_options(sp) -> None:
+    sp.add_argument("--stop-after", type=int, metavar="STEP", help="stop after this step, as a kill would "
+                    "(the next run resumes from the newest checkpoint)")
+
+
+# Options of the stage commands beyond --params (kept here: building the parser imports no stage).
+STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rcd", description=__doc__)
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -266,31 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a key of the profile (dotted, value as YAML), repeatable")
     pu.set_defaults(fn=cmd_params_use)
 
-    sub.add_parser("prompts", help="stage: write prompt pools and eval sets").set_defaults(fn=cmd_prompts)
-    sub.add_parser("evaluators", help="stage: train the world classifier and CLIP").set_defaults(fn=cmd_evaluators)
-    sub.add_parser("teacher", help="stage: train the toy teacher pipeline").set_defaults(fn=cmd_teacher)
-    sub.add_parser("teacher-gate", help="stage: the teacher's quality gate on the seen and unseen eval sets"
-                   ).set_defaults(fn=cmd_teacher_gate)
-
-    cl = sub.add_parser("cache-latents", help="stage: teacher latents for the cache prompt pool")
-    cl.add_argument("--rebuild", action="store_true", help="discard a cache made by another teacher or settings")
-    cl.add_argument("--worker", metavar="I/N", help="data-parallel worker I of N (default: RANK/WORLD_SIZE "
-                    "from accelerate launch or torchrun, else 0/1); each makes every N-th shard")
-    cl.set_defaults(fn=cmd_cache_latents)
-    di = sub.add_parser("distill", help="stage: Random Conditioning distillation into a student")
-    di.add_argument("--stop-after", type=int, metavar="STEP", help="stop after this step, as a kill would "
-                    "(the next run resumes from the newest checkpoint)")
-    di.set_defaults(fn=cmd_distill)
-    sub.add_parser("consistency", help="stage: few-step student by latent consistency distillation with RC"
-                   ).set_defaults(fn=cmd_consistency)
-    sub.add_parser("evaluate", help="stage: teacher vs student on the seen and unseen eval sets").set_defaults(
-        fn=cmd_evaluate)
-    sub.add_parser("register", help="stage: register the student in MLflow, gate its promotion").set_defaults(
-        fn=cmd_register)
+    for row in STAGES:
+        sp = sub.add_parser(row.subcommand, help=f"stage {row.name}: {row.summary}",
+                            description=f"DVC stage {row.name}: {row.summary}. Reads params: {', '.join(row.params)}"
+                            + (f"; data: {', '.join(row.deps)}" if row.deps else "")
+                            + f"; writes: {', '.join(row.outs + row.metrics + row.plots)}.")
+        STAGE_OPTIONS.get(row.name, lambda _: None)(sp)
+        sp.set_defaults(fn=cmd_stage)
+    dy = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (code deps: each stage's imports)")
+    dy.add_argument("--file", default="dvc.yaml")
+    dy.add_argument("--check", action="store_true", help="only check that the file matches (exit 2 if not)")
+    dy.set_defaults(fn=cmd_dvc_yaml)
     pm = sub.add_parser("promote", help="run the promotion gate by hand for a registered version")
     pm.add_argument("--version", help="model version (default: the challenger)")
     pm.add_argument("--force", action="store_true", help="skip the gate")
-    pm.add_argument("--fast", action="store_true", help="the few-step student's model (registry.fast_model_name)")
+    pm.add_argument("--model", default=STUDENTS[0].name, choices=[m.name for m in STUDENTS],
+                    help=f"which student's registered model (default: {STUDENTS[0].name})")
+    pm.add_argument("--fast", action="store_true", help=f"same as --model {STUDENTS[-1].name}")
     pm.set_defaults(fn=cmd_promote)
     sub.add_parser("summary", help="headline numbers from metrics/ (teacher vs student, registry)").set_defaults(
         fn=cmd_summary)

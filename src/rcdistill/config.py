@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ParamsError
+from .roster import MODEL_NAMES
 from .world.vocab import ATTRIBUTES, CONCEPTS
 
 
@@ -199,6 +200,7 @@ class TrainLoopParams(Strict):
 
 class DistillParams(TrainLoopParams):
     student: str = "bk_small"
+    init: Literal["teacher", "random"] = "teacher"  # teacher: BK-SDM's copy of surviving blocks | random: from scratch
     timestep_sampler: Literal["uniform", "exp"] = "exp"
     exp_lambda: float = Field(5.0, gt=0)
     loss: LossWeights = LossWeights()
@@ -239,7 +241,7 @@ class ConsistencyParams(TrainLoopParams):
 
 
 # ---------------------------------------------------------------- evaluation, registry, orchestration
-EVAL_MODELS = ("teacher", "student", "student_fast")
+EVAL_MODELS = MODEL_NAMES
 
 
 class EvaluateParams(Strict):

@@ -13,12 +13,13 @@ from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
 from ..registry.lineage import folder_digest
 from ..sampling import DEFAULTS_FILE, load_pipeline
+from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run
 from .consistency import consistency_distill, lcm_scheduler
 from .stage import LossHistory, join_run, save_checked_student, student_pipeline, training_data
 
-METRICS_FILE = Path("metrics/consistency.json")
-LOSS_PLOT = Path("plots/consistency_loss.csv")
+METRICS_FILE = Path(metrics_file("consistency"))
+LOSS_PLOT = Path(plot_file("consistency"))
 LOSS_FIELDS = ("step", "total", "mse", "lr", "samples_per_s")
 
 

@@ -7,9 +7,10 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from ..students import build_student, feature_pairs, init_from_teacher
 from ..precision import frozen_dtype
+from ..targets import prediction_target
 from .data import RCBatch, RCSampler, TextBank, timestep_weights
 from .loop import make_accelerator, train
-from .losses import distill_losses, prediction_target
+from .losses import distill_losses
 from .taps import FeatureTaps
 
 
@@ -21,7 +22,8 @@ class KDObjective:
         self.cfg, self.device = cfg, device
         self.teacher = teacher.eval().requires_grad_(False)
         self.student = build_student(teacher.config, cfg.student)
-        init_from_teacher(self.student, self.teacher, cfg.student)
+        if cfg.init == "teacher":
+            init_from_teacher(self.student, self.teacher, cfg.student)
         self.teacher.to(device, frozen_dtype(cfg.teacher_dtype, device))
         self.noise_sched = DDPMScheduler.from_config(scheduler_config)  # same betas and prediction type
         pairs = feature_pairs(self.teacher, self.student, cfg.student) if cfg.loss.feat > 0 else []

@@ -5,18 +5,6 @@ import torch
 import torch.nn.functional as F
 
 
-def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """What the UNet should predict for the true data: epsilon, v or the sample itself."""
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    if kind == "sample":
-        return latents
-    raise ValueError(f"unsupported prediction_type {kind!r}")
-
-
 def distill_losses(student_out: torch.Tensor, teacher_out: torch.Tensor, target: torch.Tensor,
                    paired: torch.Tensor, student_feats: list[torch.Tensor], teacher_feats: list[torch.Tensor],
                    weights) -> dict[str, torch.Tensor]:

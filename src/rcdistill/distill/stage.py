@@ -13,16 +13,17 @@ from diffusers import StableDiffusionPipeline
 
 from ..cache.latents import load_cache
 from ..config import Params
+from ..evaluate.concepts import sampled_accuracy
+from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
-from ..evaluators.classifier import load_classifier
 from ..sampling import generate, load_pipeline
-from ..evaluate.concepts import sampled_accuracy
+from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run
 from .kd import distill
 
-METRICS_FILE = Path("metrics/distill.json")
-LOSS_PLOT = Path("plots/distill_loss.csv")
+METRICS_FILE = Path(metrics_file("distill"))
+LOSS_PLOT = Path(plot_file("distill"))
 LOSS_FIELDS = ("step", "total", "task", "out", "feat", "lr", "samples_per_s")
 
 

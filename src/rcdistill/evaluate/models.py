@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Params
+from ..roster import ROSTER, Model, folder, lookup
 from ..sampling import folder_defaults, load_pipeline, require_pipeline_folder
 
 
@@ -21,16 +22,23 @@ class EvalModel:
         return load_pipeline(self.path, self.scheduler)
 
 
+def eval_model(model: Model, params: Params) -> EvalModel:
+    """How `model` samples: a few-step model by its folder's own settings (or its training section's
+    defaults before it exists), every other one by the `sampling` settings."""
+    s = params.sampling
+    path = folder(model, params)
+    if model.own_sampling:
+        own, sec = folder_defaults(path), lookup(params, model.train_section)
+        return EvalModel(model.name, path, None, own.get("steps", sec.default_steps),
+                         own.get("guidance_scale", sec.guidance_scale), [])
+    return EvalModel(model.name, path, s.scheduler, s.steps, s.guidance_scale, [])
+
+
 def eval_models(params: Params) -> list[EvalModel]:
-    """teacher and student always (the sampling settings); student_fast unless evaluate.steps leaves it out."""
-    s, lists = params.sampling, params.evaluate.steps
-    models = [EvalModel("teacher", params.teacher.path, s.scheduler, s.steps, s.guidance_scale, []),
-              EvalModel("student", params.distill.out_dir, s.scheduler, s.steps, s.guidance_scale, [])]
-    if lists.get("student_fast"):
-        c = params.consistency
-        own = folder_defaults(c.out_dir)
-        models.append(EvalModel("student_fast", c.out_dir, None, own.get("steps", c.default_steps),
-                                own.get("guidance_scale", c.guidance_scale), []))
+    """Every roster model, in roster order; an optional one (a few-step student) only when
+    evaluate.steps gives it step counts."""
+    lists = params.evaluate.steps
+    models = [eval_model(m, params) for m in ROSTER if not m.optional or lists.get(m.name)]
     for m in models:
         m.steps = sorted(set(lists.get(m.name, [])) | {m.default_steps}, reverse=True)
     return models

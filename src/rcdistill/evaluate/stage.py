@@ -14,19 +14,21 @@ from ..config import Params
 from ..errors import UserError
 from ..images import grid, pil_to_u8, resize_u8
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from ..roster import BY_NAME, REFERENCE
 from ..sampling import generate, image_size
+from ..stage_table import metrics_file, plot_file
 from ..tracking import flatten, stage_run
 from ..world.render import render_attributes
+from .concepts import concept_accuracy, row_labels
 from .judges import Judges
 from .latency import unet_step_ms
-from .concepts import concept_accuracy, row_labels
 from .metrics import fid, kid
 from .models import eval_models
 from .report import concept_csv, fewest_steps, quality_vs_steps_csv, vs_teacher
 
-METRICS_FILE = Path("metrics/evaluate.json")
-CONCEPT_PLOT = Path("plots/concept_accuracy.csv")
-STEPS_PLOT = Path("plots/quality_vs_steps.csv")
+METRICS_FILE = Path(metrics_file("evaluate"))
+CONCEPT_PLOT = Path(plot_file("evaluate", 0))
+STEPS_PLOT = Path(plot_file("evaluate", 1))
 SETS = ("seen", "unseen")
 
 
@@ -72,10 +74,10 @@ def run_evaluate_stage(params: Params) -> dict:
     cfg, s = params.evaluate, params.sampling
     models = eval_models(params)
     pipes = {m.name: m.load() for m in models}
-    size = image_size(pipes["teacher"])
+    size = image_size(pipes[REFERENCE.name])
     for name, pipe in pipes.items():
         if image_size(pipe) != size:
-            raise UserError(f"{name}: image size {image_size(pipe)} differs from the teacher's {size}")
+            raise UserError(f"{name}: image size {image_size(pipe)} differs from the {REFERENCE.name}'s {size}")
     judges = Judges(params)
     rows_by_set = {name: rows for name in SETS if (rows := eval_rows(params, name))}
     ref_feats = {}
@@ -98,7 +100,7 @@ def run_evaluate_stage(params: Params) -> dict:
                     images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], n,
                                       m.guidance_scale, s.batch_size, desc=f"{m.name} {n} steps ({set_name})")
                     wall, count = wall + time.perf_counter() - t0, count + len(rows)
-                    if ref_feats[set_name] is None and m.name == "teacher" and judges.features is not None:
+                    if ref_feats[set_name] is None and m.name == REFERENCE.name and judges.features is not None:
                         ref_feats[set_name] = judges.features(images)  # real model, no references: FID to the teacher
                     entry[set_name], concepts = score_set(judges, params, images, rows, ref_feats[set_name])
                     if n == m.default_steps:
@@ -120,25 +122,26 @@ def run_evaluate_stage(params: Params) -> dict:
         if grid_rows:
             grid(torch.cat([torch.cat(g) for g in grid_rows.values()]), ncol=k, scale=3).save(tmp / "samples.png")
 
-        te = pipes["teacher"].text_encoder.config
-        ms = unet_step_ms({m: pipes[m].unet for m in ("teacher", "student")},
-                          pipes["teacher"].tokenizer.model_max_length, te.hidden_size, min(s.batch_size, 64),
-                          cfg.latency_repeats)
-        t, st = results["teacher"], results["student"]
-        for m in ("teacher", "student"):
+        ref_name = REFERENCE.name
+        t = results[ref_name]
+        # UNet-call latency for the models sampled like the reference (same scheduler and CFG pass)
+        same = [m.name for m in models if not BY_NAME[m.name].own_sampling]
+        te = pipes[ref_name].text_encoder.config
+        ms = unet_step_ms({m: pipes[m].unet for m in same}, pipes[ref_name].tokenizer.model_max_length,
+                          te.hidden_size, min(s.batch_size, 64), cfg.latency_repeats)
+        for m in same:
             results[m]["ms_per_unet_step"] = ms[m]
             results[m]["s_per_image"] = results[m]["ms_per_image"] / 1000
-        st["unet_step_ratio"] = st["ms_per_unet_step"] / t["ms_per_unet_step"]
-        st["param_ratio"] = st["unet_params"] / t["unet_params"]
-        st["image_time_ratio"] = st["ms_per_image"] / t["ms_per_image"]
-        st["fewest_steps_95"] = fewest_steps(st)
-        metrics = {**results, "student_vs_teacher": vs_teacher(st, t)}
-        if "student_fast" in results:
-            fast = results["student_fast"]
-            fast["param_ratio"] = fast["unet_params"] / t["unet_params"]
-            fast["image_time_ratio"] = fast["ms_per_image"] / t["ms_per_image"]
-            metrics["student_fast_vs_teacher"] = vs_teacher(fast, t)
-        if per_concept.get("teacher", {}) and judges.classifier is not None:
+        metrics = dict(results)
+        for m in models[1:]:
+            r = results[m.name]
+            r["param_ratio"] = r["unet_params"] / t["unet_params"]
+            r["image_time_ratio"] = r["ms_per_image"] / t["ms_per_image"]
+            if m.name in same:
+                r["unet_step_ratio"] = r["ms_per_unet_step"] / t["ms_per_unet_step"]
+                r["fewest_steps_95"] = fewest_steps(r)
+            metrics[f"{m.name}_vs_{ref_name}"] = vs_teacher(r, t)
+        if per_concept.get(REFERENCE.name, {}) and judges.classifier is not None:
             atomic_write_text(CONCEPT_PLOT, concept_csv(per_concept))
         else:  # real models: no world classifier, but DVC declares the plot, so it exists with no rows
             atomic_write_text(CONCEPT_PLOT, "concept\n")

@@ -6,12 +6,13 @@ from pathlib import Path
 from ..config import Params
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json
-from ..world.render import random_attributes, render_attributes
+from ..stage_table import metrics_file
 from ..tracking import stage_run
+from ..world.render import random_attributes, render_attributes
 from .classifier import save_classifier, train_classifier
 from .world_clip import train_world_clip
 
-METRICS_FILE = Path("metrics/evaluators.json")
+METRICS_FILE = Path(metrics_file("evaluators"))
 
 
 def run_evaluators_stage(params: Params) -> dict:

@@ -1,6 +1,8 @@
 """The model card: a markdown page with the metrics table, the sample grid and the lineage."""
 from __future__ import annotations
 
+from ..roster import REFERENCE
+
 ROWS = (("shape", "shape accuracy"), ("colour", "colour accuracy"), ("fid", "FID (world CLIP features)"),
         ("kid", "KID"), ("clip_score", "CLIP score"))
 
@@ -11,7 +13,7 @@ def _fmt(v) -> str:
 
 def model_card(entry, version: str, metrics: dict, params: dict, lineage: dict[str, str], git_commit: str,
                run_id: str) -> str:
-    t, s = metrics["teacher"], metrics[entry.key]
+    t, s = metrics[REFERENCE.name], metrics[entry.key]
     lines = [f"# {entry.model_name} v{version}", "",
              f"{entry.description}, from the teacher at `{params['teacher']['path']}`. Samples by default with "
              f"{entry.steps} steps, guidance {entry.guidance_scale}.", "",

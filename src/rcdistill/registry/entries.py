@@ -1,4 +1,4 @@
-"""What the registry holds: the RC student and the few-step student, each its own model and gate."""
+"""What the registry holds: one registered model per student of the roster, each with its own gate."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,12 +6,13 @@ from pathlib import Path
 
 from ..config import GateRules, Params
 from ..errors import UserError
-from ..sampling import folder_defaults
+from ..evaluate.models import eval_model
+from ..roster import BY_NAME, STUDENTS, Model, lookup
 
 
 @dataclass
 class RegistryEntry:
-    key: str                # its block in metrics/evaluate.json
+    key: str                # the roster name: its block in metrics/evaluate.json
     model_name: str
     folder: str             # the pipeline folder logged as the model's artifact
     gate: GateRules
@@ -19,36 +20,36 @@ class RegistryEntry:
     guidance_scale: float
     scheduler: str | None   # "ddim"; None: the folder's own (LCMScheduler)
     description: str
+    tags: dict[str, str]
 
-    def tags(self, params: Params) -> dict[str, str]:
-        if self.key == "student_fast":
-            c = params.consistency
-            return {"student": f"{params.distill.student}+lcm", "rc_prob": str(c.rc_prob), "init": c.init,
-                    "steps": str(self.steps)}
-        return {"student": params.distill.student, "rc_prob": str(params.distill.rc_prob)}
+
+def make_entry(model: Model, params: Params) -> RegistryEntry:
+    sampling = eval_model(model, params)
+    sec = lookup(params, model.train_section)
+    init = f", init {sec.init}" if hasattr(sec, "init") else ""
+    how = (f"samples with its own scheduler in {sampling.default_steps} steps" if model.own_sampling
+           else f"samples with {params.sampling.scheduler} in {sampling.default_steps} steps")
+    description = (f"{model.summary}: `{params.distill.student}` ({model.train_section}: rc_prob {sec.rc_prob}, "
+                   f"{sec.steps} steps x {sec.batch_size}{init}); {how}")
+    tags = {"model": model.name, "student": params.distill.student, "rc_prob": str(sec.rc_prob), "steps": str(sampling.default_steps)}
+    if init:
+        tags["init"] = sec.init
+    return RegistryEntry(model.name, getattr(params.registry, model.registry_name_key), sampling.path,
+                         getattr(params.registry, model.gate_key), sampling.default_steps,
+                         float(sampling.guidance_scale), sampling.scheduler, description, tags)
 
 
 def registry_entries(params: Params, evaluated: dict) -> list[RegistryEntry]:
-    """The student always; the few-step student when it was evaluated and its folder exists."""
-    r, s, d = params.registry, params.sampling, params.distill
-    entries = [RegistryEntry("student", r.model_name, d.out_dir, r.gate, s.steps, float(s.guidance_scale), "ddim",
-                             f"Student `{d.student}` distilled with Random Conditioning (rc_prob {d.rc_prob}, "
-                             f"{d.steps} steps x {d.batch_size})")]
-    c = params.consistency
-    if "student_fast" in evaluated and (Path(c.out_dir) / "model_index.json").exists():
-        own = folder_defaults(c.out_dir)
-        entries.append(RegistryEntry(
-            "student_fast", r.fast_model_name, c.out_dir, r.fast_gate, own.get("steps", c.default_steps),
-            float(own.get("guidance_scale", c.guidance_scale)), None,
-            f"Few-step student: latent consistency distillation with Random Conditioning (rc_prob {c.rc_prob}, "
-            f"{c.steps} steps x {c.batch_size}, init {c.init}) of `{d.student}`; samples with LCMScheduler in "
-            f"{own.get('steps', c.default_steps)} steps, guidance embedded, no CFG pass"))
-    return entries
+    """Every student of the roster; an optional one when it was evaluated and its folder exists."""
+    return [make_entry(m, params) for m in STUDENTS
+            if not m.optional or (m.name in evaluated and (Path(lookup(params, m.folder_key)) / "model_index.json").exists())]
 
 
 def entry_for(params: Params, which: str) -> RegistryEntry:
-    """`student` or `student_fast`, for promoting by hand (no evaluate metrics needed)."""
-    found = [e for e in registry_entries(params, {"student_fast": {}}) if e.key == which]
-    if not found:
-        raise UserError(f"consistency.out_dir: {params.consistency.out_dir} holds no few-step student to promote")
-    return found[0]
+    """A student by roster name, for promoting by hand (no evaluate metrics needed)."""
+    model = BY_NAME.get(which)
+    if model is None or model not in STUDENTS:
+        raise UserError(f"--model {which}: not a registered student; choose one of {', '.join(m.name for m in STUDENTS)}")
+    if model.optional and not (Path(lookup(params, model.folder_key)) / "model_index.json").exists():
+        raise UserError(f"{model.folder_key}: {lookup(params, model.folder_key)} holds no {which} to promote")
+    return make_entry(model, params)

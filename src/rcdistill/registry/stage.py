@@ -10,20 +10,20 @@ from pathlib import Path
 from ..config import Params
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..roster import BY_NAME, REFERENCE, STUDENTS
 from ..sampling import require_pipeline_folder
+from ..stage_table import metrics_file
 from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
 from .entries import RegistryEntry, entry_for, registry_entries
 from .gate import Decision, decide
 from .lineage import dvc_hashes, folder_digest
 
-METRICS_FILE = Path("metrics/register.json")
-EVALUATE_METRICS = Path("metrics/evaluate.json")
+METRICS_FILE = Path(metrics_file("register"))
+EVALUATE_METRICS = Path(metrics_file("evaluate"))
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 COMPAT_FILE = Path(__file__).parents[1] / "_torchvision_compat.py"  # travels with the model (code_paths)
 HEADLINE_METRICS = ("seen.shape", "unseen.shape", "unseen.fid", "ms_per_image")
-LINEAGE_STAGES = {"student": ("cache_latents", "distill", "evaluate"),
-                  "student_fast": ("cache_latents", "distill", "consistency", "evaluate")}
 
 
 def _client(params: Params):
@@ -61,7 +61,7 @@ def version_metrics(client, mv) -> dict[str, float]:
 
 
 def promote(params: Params, version: str | None = None, force: bool = False,
-            which: str = "student") -> tuple[str, Decision]:
+            which: str = STUDENTS[0].name) -> tuple[str, Decision]:
     """Move `champion` to `version` (default: the `challenger`) if the gate passes (or `force`)."""
     entry = entry_for(params, which)
     client = _client(params)
@@ -113,19 +113,20 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
     mv = _find_version(client, name, digest)
     created = mv is None
     if created:
-        lineage, commit = dvc_hashes(LINEAGE_STAGES[entry.key]), git_commit()
+        lineage, commit = dvc_hashes(BY_NAME[entry.key].lineage), git_commit()
         samples = Path(params.evaluate.out_dir) / "samples.png"
-        with stage_run(params, "register" if entry.key == "student" else "register-fast", tuple(type(params).model_fields)) as log:
+        with stage_run(params, "register" if entry.key == STUDENTS[0].name else f"register-{entry.key}",
+                       tuple(type(params).model_fields)) as log:
             run_id = mlflow.active_run().info.run_id
             log({f"model.{k}": v for k, v in flatten(metrics[entry.key]).items() if isinstance(v, (int, float))})
-            log({f"teacher.{k}": v for k, v in flatten(metrics["teacher"]).items() if isinstance(v, (int, float))})
+            log({f"{REFERENCE.name}.{k}": v for k, v in flatten(metrics[REFERENCE.name]).items() if isinstance(v, (int, float))})
             info = _log_model(params, entry, log, model_card(entry, "(new)", metrics, params.model_dump(), lineage,
                                                              commit, run_id), samples if samples.exists() else None)
             # the full lineage and every param and metric live in the run and the model card; the
             # version keeps the few tags a user filters by, so aliases and card stay readable in the UI
             mlflow.set_tags({f"dvc.{path}": md5 for path, md5 in lineage.items()})
             flat = flatten(metrics[entry.key])
-            tags = {"student_digest": digest, "git_commit": commit, **entry.tags(params),
+            tags = {"student_digest": digest, "git_commit": commit, **entry.tags,
                     **{f"metric.{k}": f"{flat[k]:.4g}" for k in HEADLINE_METRICS if isinstance(flat.get(k), (int, float))}}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             client.update_model_version(name, mv.version, description=model_card(
@@ -142,7 +143,7 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
 
 
 def run_register_stage(params: Params) -> dict:
-    """metrics/register.json: the student's result at the top level, the few-step student's under `student_fast`."""
+    """metrics/register.json: the first student's result at the top level, each other student's under its name."""
     if not EVALUATE_METRICS.exists():
         raise UserError(f"{EVALUATE_METRICS}: not found; run the evaluate stage first")
     metrics = json.loads(EVALUATE_METRICS.read_text())

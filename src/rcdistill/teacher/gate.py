@@ -10,14 +10,15 @@ import torch
 
 from ..config import Params
 from ..errors import GateFailed
+from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_write_json, read_jsonl
 from ..sampling import load_pipeline
+from ..stage_table import metrics_file
 from ..tracking import stage_run
-from ..evaluate.concepts import sampled_accuracy
 
-METRICS_FILE = Path("metrics/teacher.json")
+METRICS_FILE = Path(metrics_file("teacher_gate"))
 GATED = ("shape", "colour")
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from ..config import Params
+from ..errors import UserError
 from ..evaluators.classifier import accuracy, load_classifier
 from ..io import atomic_dir, atomic_write_json
 from ..sampling import load_pipeline
+from ..stage_table import TEACHER_DIR, metrics_file
 from ..tracking import stage_run
 from ..training import timed
 from ..world.captions import caption
@@ -27,7 +29,7 @@ from .tokenizer import build_tokenizer
 from .unet import cond_uncond_gap, train_unet
 from .vae import decode, encode, train_vae
 
-CHECKS_FILE = Path("metrics/teacher_checks.json")
+CHECKS_FILE = Path(metrics_file("teacher"))
 CHECKS_NAME = "training_checks.json"   # kept inside the teacher folder too
 
 
@@ -86,7 +88,7 @@ def register_pretrained(params: Params) -> dict:
     info = {"source": "pretrained", "path": params.teacher.path,
             "fingerprint": teacher_fingerprint(params.teacher.path),
             "unet_params": sum(p.numel() for p in pipe.unet.parameters())}
-    with atomic_dir(Path("models/teacher")) as tmp:
+    with atomic_dir(Path(TEACHER_DIR)) as tmp:
         atomic_write_json(tmp / "pretrained.json", info)
     atomic_write_json(CHECKS_FILE, {"teacher": {"unet_params": info["unet_params"]}})
     return info
@@ -98,6 +100,9 @@ def run_teacher_stage(params: Params) -> dict:
     `teacher_gate` stage judges it on the current eval sets."""
     if params.teacher.source == "pretrained":
         return register_pretrained(params)
+    if Path(params.teacher.path) != Path(TEACHER_DIR):
+        raise UserError(f"teacher.path: {params.teacher.path} is not {TEACHER_DIR}, the teacher stage's DVC output; "
+                        "the toy teacher is trained there (a pretrained teacher may live anywhere)")
     with stage_run(params, "teacher", ("world", "teacher")) as log, atomic_dir(Path(params.teacher.path)) as tmp:
         checks = train_toy_teacher(params, tmp, log)
         load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline

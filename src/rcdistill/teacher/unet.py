@@ -11,6 +11,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
+from ..targets import prediction_target
 from ..training import optimizer_step, report
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
@@ -56,7 +57,7 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
         pred = unet(noise_sched.add_noise(z0, noise, t), t, cond).sample
-        target = noise if cfg.prediction_type == "epsilon" else noise_sched.get_velocity(z0, noise, t)
+        target = prediction_target(noise_sched, z0, noise, t)
         loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * _loss_weight(cfg, noise_sched, t)).mean()
         optimizer_step(loss, opt, sched, unet.parameters(), max_norm=1.0)
         ema.step(unet.parameters())
@@ -66,9 +67,9 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
 
 
 def _loss_weight(cfg, noise_sched, t: torch.Tensor) -> torch.Tensor:
-    """Min-SNR-gamma (Hang et al. 2023) when snr_gamma > 0, else 1. For epsilon prediction it weighs a
-    step by min(SNR, gamma) / SNR, which all but switches off the low-noise steps (t < ~200) that
-    decide the final colours of a many-step sampler."""
+    """Min-SNR-gamma (Hang et al. 2023) when snr_gamma > 0, else 1: a step weighs min(SNR, gamma) / SNR
+    for epsilon prediction and min(SNR, gamma) / (SNR + 1) for v-prediction. (The colour drift across
+    sampling steps came from epsilon prediction, not from this weighting: docs/results.md.)"""
     if not cfg.snr_gamma:
         return torch.ones(len(t))
     snr = compute_snr(noise_sched, t)
