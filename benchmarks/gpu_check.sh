@@ -62,22 +62,25 @@ echo "== 2. throughput (settings start within ${BUDGET} s)"
 # shellcheck disable=SC2086
 "$PY" benchmarks/distill_throughput.py --teacher "$SCRATCH/e2e/models/sd_random/teacher" --configs $CONFIGS \
   --steps "$STEPS" --cache-batch "$CACHE_BATCH" --cache-steps "$CACHE_STEPS" --budget-s "$BUDGET" \
-  --out "$OUT_DIR/gpu_throughput.json" 2>&1 | grep --line-buffered -v -E "it/s|step/s|batch/s|Loading|float32|deprecat" || true
+  --out "$OUT_DIR/gpu_throughput.json" 2>&1 | { grep --line-buffered -v -E "it/s|step/s|batch/s|Loading|float32|deprecat" || true; } \
+  || tp_rc=${PIPESTATUS[0]}  # the throughput run's own status; the filter printing nothing is fine
+[ "${tp_rc:=0}" -eq 0 ] || echo "== throughput run failed with exit code $tp_rc (step 3 runs anyway)" >&2
 
 echo "== 3. sd-random profile end to end"
 e2e_rc=0
 "$PY" benchmarks/run_stages.py --workdir "$SCRATCH/e2e" --params profiles/sd-random/params.yaml \
   --set "${E2E_SET[@]}" --out "$OUT_DIR/gpu_stages.json" || e2e_rc=$?
 
-"$PY" - "$OUT_DIR" "$t0" "$e2e_rc" <<'PY'
+"$PY" - "$OUT_DIR" "$t0" "$e2e_rc" "$tp_rc" <<'PY'
 import json, sys, time
 from pathlib import Path
-out, t0, rc = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+out, t0, rc, tp_rc = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 read = lambda name: json.loads((out / name).read_text()) if (out / name).exists() else None  # noqa: E731
-res = {"throughput": read("gpu_throughput.json"), "end_to_end": read("gpu_stages.json"), "end_to_end_rc": rc,
+res = {"throughput": read("gpu_throughput.json"), "throughput_rc": tp_rc, "end_to_end": read("gpu_stages.json"), "end_to_end_rc": rc,
        "wall_s": time.time() - t0}
 (out / "gpu_check.json").write_text(json.dumps(res, indent=2) + "\n")
 print(f"gpu_check: wrote {out / 'gpu_check.json'} ({res['wall_s']:.0f} s)")
 PY
 rm -rf "$SCRATCH"
+[ "$tp_rc" -eq 0 ] || exit "$tp_rc"
 exit "$e2e_rc"

@@ -48,8 +48,9 @@ def exp_name(concept: str, rc: bool, seed: int | None = None) -> str:
     return f"{PREFIX}-{concept}-{'rc' if rc else 'norc'}" + ("" if seed is None else f"-s{seed}")
 
 
-def dvc(*args: str, check: bool = True) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+def dvc(*args: str, check: bool = True, timeout_s: float = 600) -> str:
+    """One dvc command (the queue runs experiments in the background: no command itself is long)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, timeout=timeout_s)
     if check and proc.returncode != 0:
         raise SystemExit(f"dvc {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return proc.stdout
@@ -69,10 +70,13 @@ def queue_commands(concepts, rc_prob: float, seeds=(None,)) -> list[list[str]]:
     return cmds
 
 
-def wait_for_queue(poll_s: float) -> None:
-    while True:
-        if not re.search(r"\b(Queued|Running)\b", dvc("queue", "status")):
-            return
+def wait_for_queue(poll_s: float, timeout_s: float) -> None:
+    """Until no experiment is queued or running; past `timeout_s` the workers are stopped and it fails."""
+    deadline = time.monotonic() + timeout_s
+    while re.search(r"\b(Queued|Running)\b", dvc("queue", "status")):
+        if time.monotonic() > deadline:
+            dvc("queue", "stop", "--kill", check=False)
+            raise SystemExit(f"the DVC queue was still busy after {timeout_s:.0f} s (--timeout-s); workers stopped")
         time.sleep(poll_s)
 
 
@@ -200,6 +204,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="distillation seeds (distill.seed) to repeat every cell with (default: params' own, once)")
     ap.add_argument("--poll-s", type=float, default=30.0)
+    ap.add_argument("--timeout-s", type=float, default=6 * 3600, help="give up on the queue after this long")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     for concept in args.concepts:
@@ -219,7 +224,7 @@ def main() -> None:
             dvc(*cmd)
         start = time.perf_counter()
         dvc("queue", "start", "-j", str(args.jobs))
-        wait_for_queue(args.poll_s)
+        wait_for_queue(args.poll_s, args.timeout_s)
         meta["wall_s"] = round(time.perf_counter() - start, 1)
         meta["jobs"] = args.jobs
         print(f"sweep: {len(names)} experiments in {meta['wall_s']:.0f} s")

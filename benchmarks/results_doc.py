@@ -141,7 +141,31 @@ def forgetting_section(data: dict | None) -> list[str]:
         lines.append(f"| {r['name']} | {', '.join(f'`{o}`' for o in r['overrides']) or '(params.yaml)'} | {r['rc_prob']} | "
                      f"{acc(r['seen']['shape'], m)} | {acc(r['unseen']['shape'], n)} | {acc(r['unseen']['colour'], n)} | "
                      f"{r['train_s']:.0f} |")
+    lines += ["", "The headline test per recipe: the no-RC student at least 0.30 below the RC student on the held-out "
+              "shape, and the RC student at least 0.9x the teacher's held-out shape accuracy (`metrics/teacher.json`); "
+              "SE of the difference: both SEs in quadrature.", "",
+              "| recipe | RC unseen shape | no-RC unseen shape | RC - no-RC | SE | gap >= 0.30 | RC >= 0.9x teacher |",
+              "|---|---|---|---|---|---|---|"]
+    teacher = (load("metrics/teacher.json") or {}).get("teacher", {}).get("unseen", {}).get("shape")
+    pairs: dict[str, dict] = {}
+    for r in data["recipes"]:
+        pairs.setdefault(r["name"], {})["rc" if r["rc_prob"] > 0 else "norc"] = r
+    for name, pair in pairs.items():
+        if set(pair) != {"rc", "norc"}:
+            continue
+        a, b = pair["rc"]["unseen"]["shape"], pair["norc"]["unseen"]["shape"]
+        err = (se(a, pair["rc"]["n_unseen"]) ** 2 + se(b, pair["norc"]["n_unseen"]) ** 2) ** 0.5
+        gap = verdict(a - b - 0.30, err)
+        vs_teacher = verdict(a - 0.9 * teacher, se(a, pair["rc"]["n_unseen"])) if teacher is not None else "?"
+        lines.append(f"| {name} | {a:.3f} | {b:.3f} | {a - b:+.3f} | {err:.3f} | {gap} | {vs_teacher} |")
     return lines
+
+
+def verdict(margin: float, err: float) -> str:
+    """'yes' by more than 2 SE, 'within noise' inside 2 SE either side, else '**no**'."""
+    if margin > 2 * err:
+        return "yes"
+    return "within noise" if margin >= -2 * err else "**no**"
 
 
 def stages_block() -> list[str]:

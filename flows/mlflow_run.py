@@ -1,8 +1,8 @@
 """The flow's own MLflow run: the parent of the stage runs, tagged with the Prefect flow run."""
 from __future__ import annotations
 
-import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +49,33 @@ class FlowRun:
     def stage_runs(self, flow_run_id: str) -> list[tuple[str, str]]:
         if not self.client:
             return []
-        with contextlib.suppress(Exception):
+        try:
             runs = self.client.search_runs([self.experiment_id],
                                            f"tags.`prefect.flow_run_id` = '{flow_run_id}'",
                                            order_by=["attributes.start_time ASC"])
-            return [(r.info.run_name, r.info.run_id) for r in runs if r.info.run_id != self.run_id]
-        return []
+        except Exception as err:  # noqa: BLE001  (the artifact then lists no stage runs; it says so)
+            get_run_logger().warning("MLflow stage runs of this flow run not listed in the artifact: %s", err)
+            return []
+        return [(r.info.run_name, r.info.run_id) for r in runs if r.info.run_id != self.run_id]
 
     def finish(self, ok: bool, tags: dict[str, str], metrics: dict[str, float]) -> None:
+        """Tags and metrics as far as MLflow takes them (each loss is named in a warning); the run is
+        always ended, FINISHED or FAILED, so it never stays RUNNING."""
         if not self.client:
             return
-        with contextlib.suppress(Exception):
-            for k, v in tags.items():
-                self.client.set_tag(self.run_id, k, v)
-            for k, v in metrics.items():
-                self.client.log_metric(self.run_id, k, v)
-            self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+        from mlflow.entities import Metric, RunTag
+
+        log = get_run_logger()
+        try:
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                                                        for k, v in metrics.items()],
+                                  tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        except Exception as err:  # noqa: BLE001
+            log.warning("MLflow flow run %s: %d tags and %d metrics not recorded: %s", self.run_id, len(tags),
+                        len(metrics), err)
+        finally:
+            status = "FINISHED" if ok else "FAILED"
+            try:
+                self.client.set_terminated(self.run_id, status)
+            except Exception as err:  # noqa: BLE001
+                log.warning("MLflow flow run %s could not be set %s and may show RUNNING: %s", self.run_id, status, err)

@@ -63,5 +63,10 @@ def ensure_global_limit(name: str) -> None:
         except ObjectNotFound:
             from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-            with contextlib.suppress(Exception):  # a concurrent run created it first
+            try:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except Exception as err:  # noqa: BLE001
+                try:  # a concurrent run created it first: fine; anything else is a real failure
+                    client.read_global_concurrency_limit_by_name(name)
+                except ObjectNotFound:
+                    raise RuntimeError(f"Prefect concurrency limit {name!r} could not be created: {err}") from err

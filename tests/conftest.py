@@ -18,12 +18,14 @@ TINY = {
     "evaluators": {
         "classifier": {"train_images": 512, "steps": 3, "batch_size": 32, "eval_images": 64},
         "clip": {"embed_dim": 16, "width": 32, "layers": 1, "steps": 3, "batch_size": 16, "eval_images": 64},
+        "gate": {"classifier": 0.0, "clip_zero_shot": 0.0},   # 3-step judges read nothing
     },
     "teacher": {
         "vae": {"block_out_channels": [16, 16], "latent_channels": 4, "steps": 3, "batch_size": 8},
         "text_encoder": {"hidden_size": 32, "layers": 1, "heads": 2, "steps": 3, "batch_size": 16},
         "unet": {"block_out_channels": [32, 32], "layers_per_block": 2, "train_images": 256, "steps": 3,
                  "batch_size": 8},
+        "checks": {"vae_recon": 0.0, "text": 0.0, "cond_uncond_gap": 0.0},
         "gate": {"shape": 0.0, "colour": 0.0, "eval_per_set": 8},
     },
     "cache": {"shard_size": 8},

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rcdistill.config import ClipParams
@@ -35,5 +36,7 @@ def test_world_clip_trains_saves_and_loads(tmp_path):
     again = WorldClip.load(tmp_path)
     images = render_attributes(random_attributes(8, seed=1), seed=1)
     assert torch.allclose(clip.image_features(images), again.image_features(images), atol=1e-6)
-    score = again.clip_score(images, ["a red circle"] * 8)
-    assert 0 <= score <= 100
+    texts = ["a red circle"] * 8
+    # the definition: mean of 100 * max(cos(image, text), 0) over the pairs
+    cos = (again.image_features(images) * again.text_features(texts)).sum(-1)
+    assert again.clip_score(images, texts) == pytest.approx((100 * cos.clamp(min=0)).mean().item(), rel=1e-5)

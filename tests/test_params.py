@@ -140,10 +140,10 @@ def test_params_use_applies_validated_overrides(workdir):
     from rcdistill.config import load_params
 
     src = REPO / "profiles" / "sd-random" / "params.yaml"
-    r = rcd("params", "use", str(src), "--set", "distill.steps=7", "--set", "world.unseen=[cross]")
+    r = rcd("params", "use", str(src), "--set", "distill.steps=700", "--set", "world.unseen=[cross]")
     assert r.returncode == 0, r.stderr
     written = load_params(workdir / "params.yaml")
-    assert written.distill.steps == 7 and written.world.unseen == ["cross"]
+    assert written.distill.steps == 700 and written.world.unseen == ["cross"]
     assert written.distill.lr == load_params(src).distill.lr            # the rest is the profile's
     before = (workdir / "params.yaml").read_bytes()
     for bad, named in (("distill.rc_prob=3", "distill.rc_prob"), ("distill.nonsense=1", "nonsense"),

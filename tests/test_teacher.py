@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
@@ -39,7 +40,9 @@ def test_teacher_metrics_and_checks_are_written(tiny_project):
     for split in ("seen", "unseen"):
         assert set(m[split]) == {"shape", "colour", "size", "position"}
         assert all(0 <= v <= 1 for v in m[split].values())
-    assert m["passed"] is True
+    floors = yaml.safe_load((tiny_project / "params.yaml").read_text())["teacher"]["gate"]
+    assert m["passed"] == all(m[s][a] >= floors[a] for s in ("seen", "unseen") for a in ("shape", "colour"))
+    assert m["passed"]  # the tiny floors (a failing floor: test_failed_gate_stops_the_pipeline_...)
     checks = json.loads((tiny_project / "metrics/teacher_checks.json").read_text())["teacher"]["checks"]
     assert "cond_uncond_gap" in checks and "vae_recon_colour" in checks
     assert json.loads((tiny_project / "models/teacher/training_checks.json").read_text()) == checks

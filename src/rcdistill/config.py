@@ -14,12 +14,13 @@ from .world.vocab import ATTRIBUTES, CONCEPTS
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: no silent coercion (a bool or 2.0 for an int, "3" for a number); no NaN or infinity anywhere
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- world and prompts
 class WorldParams(Strict):
-    image_size: int = Field(32, ge=16, le=1024, multiple_of=16)
+    image_size: int = Field(16, ge=16, le=1024, multiple_of=16)
     unseen: list[str] = Field(default_factory=lambda: ["triangle"])
 
     @field_validator("unseen")
@@ -43,7 +44,7 @@ class PromptsParams(Strict):
     out_dir: str = "data/prompts"
     cache_pool_size: int = Field(400, ge=8, le=10_000_000)
     rc_pool_size: int = Field(0, ge=0, description="0: every distinct caption of the world")
-    eval_per_set: int = Field(120, ge=4, le=100_000)
+    eval_per_set: int = Field(640, ge=4, le=100_000)
     # source: files (real models): user prompt files and the keywords that define "unseen"
     cache_file: str | None = None
     rc_file: str | None = None
@@ -62,8 +63,8 @@ class SamplingParams(Strict):
     """How every stage samples a pipeline (teacher gate, latent cache, evaluation)."""
     scheduler: Literal["ddim", "dpm", "euler", "pndm"] = "ddim"
     steps: int = Field(25, ge=1, le=1000)
-    guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
-    batch_size: int = Field(64, ge=1, le=4096)
+    guidance_scale: float = Field(3.0, ge=0.0, le=50.0)
+    batch_size: int = Field(128, ge=1, le=4096)
 
 
 # ---------------------------------------------------------------- evaluators
@@ -85,22 +86,30 @@ class ClipParams(Strict):
     eval_images: int = Field(2000, ge=50)
 
 
+class EvaluatorsGate(Strict):
+    """Floors on the judges' own accuracy (lowest attribute), checked by the evaluators stage: a judge
+    that cannot read the world would make every later accuracy meaningless."""
+    classifier: float = Field(0.98, ge=0, le=1)      # attribute classifier on fresh renders
+    clip_zero_shot: float = Field(0.90, ge=0, le=1)  # world CLIP, zero-shot shape and colour
+
+
 class EvaluatorsParams(Strict):
     out_dir: str = "models/evaluators"
     seed: int = 2
     classifier: ClassifierParams = ClassifierParams()
     clip: ClipParams = ClipParams()
+    gate: EvaluatorsGate = EvaluatorsGate()
 
 
 # ---------------------------------------------------------------- teacher
 class VaeParams(Strict):
     block_out_channels: list[int] = Field(default_factory=lambda: [16, 32, 64])
-    latent_channels: int = Field(8, ge=1)
+    latent_channels: int = Field(16, ge=1)
     mid_block_attention: bool = False
     steps: int = Field(1000, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr: float = Field(2e-3, gt=0, le=1)
-    kl_weight: float = Field(1e-6, ge=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(4e-3, gt=0, le=1)
+    kl_weight: float = Field(1e-3, ge=0)
 
 
 class TextEncoderParams(Strict):
@@ -112,25 +121,45 @@ class TextEncoderParams(Strict):
     batch_size: int = Field(128, ge=4)
     lr: float = Field(2e-3, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.hidden_size % self.heads:
+            raise ValueError(f"heads {self.heads} do not divide hidden_size {self.hidden_size}")
+        return self
+
 
 class UnetParams(Strict):
-    block_out_channels: list[int] = Field(default_factory=lambda: [64, 128, 128])
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64])
     layers_per_block: int = Field(2, ge=1)
     attention_head_dim: int = Field(8, ge=1)
-    train_images: int = Field(60000, ge=64)
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(1e-3, gt=0, le=1)
+    train_images: int = Field(30000, ge=64)
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-3, gt=0, le=1)
     drop_text: float = Field(0.1, ge=0, le=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     snr_gamma: float = Field(5.0, ge=0, description="Min-SNR-gamma loss weight; 0: plain MSE (SD's recipe)")
 
+    @model_validator(mode="after")
+    def _heads_divide_widths(self):
+        bad = [c for c in self.block_out_channels if c <= 0 or c % self.attention_head_dim]
+        if bad:
+            raise ValueError(f"attention_head_dim {self.attention_head_dim} does not divide block_out_channels {bad}")
+        return self
+
+
+class TeacherChecks(Strict):
+    """Floors on the toy teacher's step checks, enforced by the teacher stage (lowest attribute)."""
+    vae_recon: float = Field(0.95, ge=0, le=1)        # the classifier reads the VAE's reconstructions
+    text: float = Field(0.95, ge=0, le=1)             # the text encoder's probe reads each attribute off a caption
+    cond_uncond_gap: float = Field(0.05, ge=0)        # conditional and unconditional predictions differ
+
 
 class GateParams(Strict):
-    shape: float = Field(0.85, ge=0, le=1)
+    shape: float = Field(0.90, ge=0, le=1)
     colour: float = Field(0.90, ge=0, le=1)
-    eval_per_set: int = Field(120, ge=4)
+    eval_per_set: int = Field(640, ge=4)
 
 
 class TeacherParams(Strict):
@@ -140,6 +169,7 @@ class TeacherParams(Strict):
     vae: VaeParams = VaeParams()
     text_encoder: TextEncoderParams = TextEncoderParams()
     unet: UnetParams = UnetParams()
+    checks: TeacherChecks = TeacherChecks()
     gate: GateParams = GateParams()
 
 
@@ -164,7 +194,7 @@ class TrainLoopParams(Strict):
     out_dir: str = "models/student"
     work_dir: str = "outputs/distill"    # checkpoints; a killed run resumes from the newest
     seed: int = 4
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(600, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
@@ -197,6 +227,13 @@ class TrainLoopParams(Strict):
             return {"mixed_precision": "no", "text_embeds": "off"}[info.field_name]
         return v
 
+    @model_validator(mode="after")
+    def _warmup_inside_training(self):
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps {self.warmup_steps} is not below steps {self.steps}: "
+                             "the learning rate would never reach its value")
+        return self
+
 
 class DistillParams(TrainLoopParams):
     student: str = "bk_small"
@@ -227,14 +264,22 @@ class ConsistencyParams(TrainLoopParams):
     huber_c: float = Field(1e-3, gt=0)
     default_steps: int = Field(4, ge=1, le=50)          # what the saved pipeline and its registry model use
     guidance_scale: float = Field(3.0, ge=1.0, le=50.0)  # embedded as w = guidance_scale - 1, no CFG pass
-    lr: float = Field(1e-4, gt=0, le=1)
-    steps: int = Field(600, ge=1)
+    seed: int = 5
+    lr: float = Field(2e-4, gt=0, le=1)
+    steps: int = Field(400, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    rc_prob: float = Field(0.2, ge=0, le=1)
+    drop_text: float = Field(0.05, ge=0, le=1)
+    checkpoint_every: int = Field(200, ge=1)
     ema_decay: float = Field(0.95, ge=0, lt=1)          # the EMA is the target network (LCM: 0.95)
 
     @model_validator(mode="after")
     def _w_range(self):
         if self.w_min > self.w_max:
             raise ValueError(f"consistency.w_min {self.w_min} is above consistency.w_max {self.w_max}")
+        if self.default_steps > self.num_ddim_timesteps:
+            raise ValueError(f"consistency.default_steps {self.default_steps} is beyond the solver grid "
+                             f"(num_ddim_timesteps {self.num_ddim_timesteps})")
         if not self.ema:
             raise ValueError("consistency.ema must be true: the EMA copy is the consistency target network")
         return self
@@ -246,7 +291,7 @@ EVAL_MODELS = MODEL_NAMES
 
 class EvaluateParams(Strict):
     out_dir: str = "reports"              # sample grids (teacher and student side by side)
-    eval_per_set: int = Field(120, ge=4, le=100_000)
+    eval_per_set: int = Field(640, ge=4, le=100_000)
     reference_per_prompt: int = Field(4, ge=1, le=100, description="rendered reference images per eval prompt")
     fid_features: Literal["world_clip", "inception"] = "world_clip"
     inception_path: str | None = None     # clean-fid's inception-2015-12-05.pt (real models; never downloaded)
@@ -259,7 +304,7 @@ class EvaluateParams(Strict):
     # sampling steps per model (teacher and student: the `sampling` scheduler; student_fast: its LCM
     # scheduler); an empty list leaves the model out. Each model's own default is always sampled.
     steps: dict[str, list[int]] = Field(default_factory=lambda: {
-        "teacher": [25, 4], "student": [25, 15, 8, 4], "student_fast": [1, 2, 4, 8]})
+        "teacher": [25, 4], "student": [25, 15, 8, 4], "student_fast": [8, 4, 2, 1]})
 
     @field_validator("steps")
     @classmethod
@@ -288,6 +333,19 @@ _MODEL_METRIC = r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_ste
 GATE_METRIC = re.compile(rf"{_SET_METRIC}|{_MODEL_METRIC}|steps\.\d+\.({_SET_METRIC}|ms_per_image)")
 
 
+_ACCURACY = re.compile(rf"(steps\.\d+\.)?(seen|unseen)\.(shape|colour|size|position)")
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """What a gate metric can take: accuracies are proportions, a CLIP score is 0..100, the rest
+    (FID, KID, times, ratios, counts) are non-negative."""
+    if _ACCURACY.fullmatch(name):
+        return 0.0, 1.0
+    if name.endswith("clip_score"):
+        return 0.0, 100.0
+    return 0.0, float("inf")
+
+
 class GateRules(Strict):
     """Promotion gate: absolute floors/ceilings and the largest allowed slip against the champion.
 
@@ -300,12 +358,24 @@ class GateRules(Strict):
 
     @field_validator("min", "max", "vs_champion")
     @classmethod
-    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
-        for name in v:
+    def _known_metrics(cls, v: dict[str, float], info) -> dict[str, float]:
+        for name, value in v.items():
             if not GATE_METRIC.fullmatch(name):
                 raise ValueError(f"unknown gate metric {name!r}; e.g. unseen.shape, seen.fid, ms_per_image, "
                                  "unet_step_ratio, image_time_ratio, steps.4.unseen.shape")
+            if info.field_name == "vs_champion" and value < 0:
+                raise ValueError(f"{name}: a negative slack ({value}) would demand improvement, not bound a slip")
+            low, high = metric_range(name)
+            if not low <= value <= high:  # a slack is bounded by the same range
+                raise ValueError(f"{name}: {value} is outside what the metric can take ({low}..{high})")
         return v
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self):
+        for name in set(self.min) & set(self.max):
+            if self.min[name] > self.max[name]:
+                raise ValueError(f"{name}: floor {self.min[name]} is above ceiling {self.max[name]}; nothing could pass")
+        return self
 
 
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -314,11 +384,14 @@ MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 class RegisterParams(Strict):
     model_name: str = Field("rcdistill-student", min_length=1, pattern=MODEL_NAME)
     promote: bool = True                  # run the gate after registering (else: challenger only)
-    gate: GateRules = GateRules()
+    gate: GateRules = GateRules(min={"unseen.shape": 0.6, "seen.shape": 0.75}, max={"unet_step_ratio": 0.9},
+                                vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02, "seen.colour": 0.02})
     # the few-step (consistency) student: its own registered model and gate, on its metrics at its
     # default steps (e.g. `unseen.shape` at 4 LCM steps, `ms_per_image`, `image_time_ratio`)
     fast_model_name: str = Field("rcdistill-student-fast", min_length=1, pattern=MODEL_NAME)
-    fast_gate: GateRules = GateRules()
+    fast_gate: GateRules = GateRules(min={"unseen.shape": 0.6, "seen.shape": 0.75, "seen.colour": 0.8},
+                                     max={"image_time_ratio": 0.3, "ms_per_image": 100.0},
+                                     vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02})
 
     @model_validator(mode="after")
     def _two_names(self):
@@ -379,6 +452,33 @@ class Params(Strict):
     orchestration: OrchestrationParams = OrchestrationParams()
     tracking: TrackingParams = TrackingParams()
 
+    @model_validator(mode="after")
+    def _outputs_apart(self):
+        """Every folder a stage writes: named, and neither the same as nor inside another."""
+        outs = {"prompts.out_dir": self.prompts.out_dir, "evaluators.out_dir": self.evaluators.out_dir,
+                "cache.out_dir": self.cache.out_dir, "distill.out_dir": self.distill.out_dir,
+                "distill.work_dir": self.distill.work_dir, "consistency.out_dir": self.consistency.out_dir,
+                "consistency.work_dir": self.consistency.work_dir, "evaluate.out_dir": self.evaluate.out_dir}
+        if self.teacher.source == "toy":
+            outs["teacher.path"] = self.teacher.path
+        parts = {}
+        for key, value in outs.items():
+            if not value.strip():
+                raise ValueError(f"{key} is empty: it must name a folder")
+            parts[key] = Path(value).parts
+        keys = list(parts)
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                short, long_ = sorted((parts[a], parts[b]), key=len)
+                if long_[:len(short)] == short:
+                    raise ValueError(f"{a} ({outs[a]}) and {b} ({outs[b]}) overlap: one stage's output would "
+                                     "overwrite or hold another's")
+        fast = self.evaluate.steps.get("student_fast", [])
+        if fast and max(fast) > self.consistency.num_ddim_timesteps:
+            raise ValueError(f"evaluate.steps.student_fast asks for {max(fast)} steps, beyond the few-step "
+                             f"student's solver grid (consistency.num_ddim_timesteps {self.consistency.num_ddim_timesteps})")
+        return self
+
 
 def _one_line(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
@@ -387,6 +487,8 @@ def _one_line(err: ValidationError, source: str) -> str:
     if e["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}' (value {value!r}); remove it or check its spelling"
     msg = e["msg"].removeprefix("Value error, ")
+    if not e["loc"]:  # a rule across sections: the message names the keys
+        return f"{source}: {msg}"
     return f"{source}: bad value for '{key}': {value!r} ({msg})"
 
 

@@ -24,3 +24,9 @@ class UserError(RcdError):
 class GateFailed(RcdError):
     """A quality gate said no; what was there before stays as it was."""
     exit_code = 1
+
+
+class RegistryError(RcdError):
+    """The MLflow store could not be read or written: nothing is promoted. Not the user's input, and
+    possibly transient (a locked database, a server down), so its own exit code."""
+    exit_code = 3

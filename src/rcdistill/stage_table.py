@@ -53,7 +53,7 @@ STAGES: tuple[Stage, ...] = (
           notes=("not world.unseen: the evaluators know every concept",)),
     Stage("teacher", "rcd teacher", "train the toy teacher pipeline (or record a pretrained one)",
           "teacher", ("world.image_size", "teacher.source", "teacher.path", "teacher.seed", "teacher.vae",
-                      "teacher.text_encoder", "teacher.unet"),
+                      "teacher.text_encoder", "teacher.unet", "teacher.checks"),
           deps=("${evaluators.out_dir}",), outs=(TEACHER_DIR,), metrics=("metrics/teacher_checks.json",),
           notes=("trained on the whole world: no eval set and no held-out list, so another world.unseen",
                  "never retrains it (teacher_gate re-judges it in seconds); the classifier checks its VAE")),

@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 
 from ..config import Params
 from ..errors import CacheError, UserError
+from ..fingerprint import file_sha256, teacher_fingerprint
 from ..io import atomic_write_json, read_jsonl
 from ..precision import frozen_dtype
 from ..sampling import device, generate, load_pipeline
-from .identity import file_sha256, teacher_fingerprint, texts_sha256
+from .identity import texts_sha256
 
 MANIFEST = "manifest.json"
 

@@ -11,7 +11,7 @@ from diffusers import UNet2DConditionModel
 from ..config import Params
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
-from ..registry.lineage import folder_digest
+from ..fingerprint import folder_digest
 from ..sampling import DEFAULTS_FILE, load_pipeline
 from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run

@@ -1,9 +1,12 @@
 """Set-level image metrics: FID and KID (clean-fid's formulas on given features)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from cleanfid import fid as cleanfid
 
+log = logging.getLogger(__name__)
 
 
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
@@ -14,12 +17,14 @@ def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
         return _fid_symmetric(a, b)
     try:
         return float(cleanfid.fid_from_feats(a, b))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as err:
         # ValueError: clean-fid refuses a complex sqrtm(S_a S_b), which happens when there are fewer
         # images than feature dimensions (2048 for Inception), so both covariances are singular.
         # TypeError: clean-fid 0.1.35 passes scipy's sqrtm a `disp` argument that newer scipy
         # removed (seen on a GPU image). The trace term equals the sum of sqrt(eigenvalues) of the
         # symmetric PSD sqrt(S_a) S_b sqrt(S_a), which stays real; same value where clean-fid's works.
+        log.warning("clean-fid's fid_from_feats failed (%s: %s); FID computed from the eigenvalues of the "
+                    "symmetric form instead (the same value where clean-fid's works)", type(err).__name__, err)
         return _fid_symmetric(a, b)
 
 

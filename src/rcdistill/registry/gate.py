@@ -2,6 +2,7 @@
 against the current champion. Pure logic, so it is tested on known numbers."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 LOWER_IS_BETTER = ("fid", "kid", "ms_per", "s_per", "time", "ratio")
@@ -17,7 +18,21 @@ class Decision:
     reason: str
 
 
+def _not_finite(metrics: dict[str, float], names, whose: str) -> Decision | None:
+    """NaN compares false with everything, so a NaN metric would clear every rule: it fails instead."""
+    for metric in names:
+        value = metrics.get(metric)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            return Decision(False, f"{whose} {metric} is {value!r}, not a finite number")
+    return None
+
+
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, rules) -> Decision:
+    bad = _not_finite(challenger, [*rules.min, *rules.max, *rules.vs_champion], "the challenger's")
+    if bad is None and champion is not None:
+        bad = _not_finite(champion, rules.vs_champion, "the champion's")
+    if bad is not None:
+        return bad
     for metric, floor in rules.min.items():
         if metric not in challenger:
             return Decision(False, f"gate metric {metric!r} is missing from the challenger's metrics")

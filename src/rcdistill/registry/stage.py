@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import Params
-from ..errors import UserError
+from ..errors import RegistryError, UserError
+from ..fingerprint import folder_digest
 from ..io import atomic_write_json
 from ..roster import BY_NAME, REFERENCE, STUDENTS
 from ..sampling import require_pipeline_folder
@@ -17,7 +19,7 @@ from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
 from .entries import RegistryEntry, entry_for, registry_entries
 from .gate import Decision, decide
-from .lineage import dvc_hashes, folder_digest
+from .lineage import dvc_hashes
 
 METRICS_FILE = Path(metrics_file("register"))
 EVALUATE_METRICS = Path(metrics_file("evaluate"))
@@ -33,22 +35,41 @@ def _client(params: Params):
     return MlflowClient()
 
 
-def _version_by_alias(client, name: str, alias: str):
+def _missing(err) -> bool:
+    """MLflow's 'no such registered model / version' (anything else is a registry failure)."""
+    return getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+@contextmanager
+def _registry(params: Params, what: str):
+    """Any MLflow failure inside becomes a RegistryError naming the store and what was being done."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+        yield
+    except MlflowException as err:
+        raise RegistryError(f"MLflow registry at {params.tracking.uri}: {what} failed ({err}); nothing promoted") from err
+
+
+def _version_by_alias(client, name: str, alias: str):
+    """The version holding `alias`, or None when the model or the alias does not exist yet. A store
+    that cannot be read raises: 'no champion' must never stand for 'the registry failed'."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as err:
+        if _missing(err):
+            return None
+        raise
+    version = (model.aliases or {}).get(alias)
+    return client.get_model_version(name, version) if version is not None else None
 
 
 def _find_version(client, name: str, digest: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException:
-        return None
+    """The version registered from the same folder (same digest), or None; a failed search raises
+    (treating it as 'not found' would register a duplicate)."""
+    versions = client.search_model_versions(f"name='{name}'")
     return next((v for v in versions if v.tags.get("student_digest") == digest), None)
 
 
@@ -66,20 +87,21 @@ def promote(params: Params, version: str | None = None, force: bool = False,
     entry = entry_for(params, which)
     client = _client(params)
     name = entry.model_name
-    mv = client.get_model_version(name, version) if version else _version_by_alias(client, name, "challenger")
-    if mv is None:
-        raise UserError(f"registry model {name!r}: no challenger version to promote")
-    champion = _version_by_alias(client, name, "champion")
-    if champion is not None and champion.version == mv.version:
-        return mv.version, Decision(True, f"version {mv.version} is already the champion")
-    if force:
-        decision = Decision(True, "promoted by hand with --force (gate skipped)")
-    else:
-        decision = decide(version_metrics(client, mv), version_metrics(client, champion) if champion else None,
-                          entry.gate)
-    if decision.promote:
-        client.set_registered_model_alias(name, "champion", mv.version)
-    client.set_model_version_tag(name, mv.version, "gate", decision.reason)
+    with _registry(params, f"promoting {name}"):
+        mv = client.get_model_version(name, version) if version else _version_by_alias(client, name, "challenger")
+        if mv is None:
+            raise UserError(f"registry model {name!r}: no challenger version to promote")
+        champion = _version_by_alias(client, name, "champion")
+        if champion is not None and champion.version == mv.version:
+            return mv.version, Decision(True, f"version {mv.version} is already the champion")
+        if force:
+            decision = Decision(True, "promoted by hand with --force (gate skipped)")
+        else:
+            decision = decide(version_metrics(client, mv), version_metrics(client, champion) if champion else None,
+                              entry.gate)
+        client.set_model_version_tag(name, mv.version, "gate", decision.reason)
+        if decision.promote:  # last: a failure above leaves the champion where it was
+            client.set_registered_model_alias(name, "champion", mv.version)
     return mv.version, decision
 
 
@@ -110,7 +132,8 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
     name = entry.model_name
     digest = folder_digest(entry.folder)
     client = _client(params)
-    mv = _find_version(client, name, digest)
+    with _registry(params, f"looking up {name}"):
+        mv = _find_version(client, name, digest)
     created = mv is None
     if created:
         lineage, commit = dvc_hashes(BY_NAME[entry.key].lineage), git_commit()
@@ -131,12 +154,14 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             client.update_model_version(name, mv.version, description=model_card(
                 entry, mv.version, metrics, params.model_dump(), lineage, commit, run_id))
-    client.set_registered_model_alias(name, "challenger", mv.version)
+    with _registry(params, f"setting {name}'s challenger"):
+        client.set_registered_model_alias(name, "challenger", mv.version)
     if params.registry.promote:
         _, decision = promote(params, mv.version, which=entry.key)
     else:
         decision = Decision(False, "registry.promote is false: registered as challenger only")
-    champion = _version_by_alias(client, name, "champion")
+    with _registry(params, f"reading {name}'s champion"):
+        champion = _version_by_alias(client, name, "champion")
     return {"model_name": name, "version": int(mv.version), "new_version": created, "run_id": mv.run_id,
             "promoted": decision.promote, "reason": decision.reason,
             "champion_version": int(champion.version) if champion else None}

@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 
 from ..config import Params
-from ..errors import UserError
+from ..errors import GateFailed, UserError
 from ..evaluators.classifier import accuracy, load_classifier
+from ..fingerprint import teacher_fingerprint
+from ..floors import floor_failures
 from ..io import atomic_dir, atomic_write_json
 from ..sampling import load_pipeline
 from ..stage_table import TEACHER_DIR, metrics_file
@@ -80,10 +82,17 @@ def train_toy_teacher(params: Params, out_dir: Path, log, seconds: dict[str, flo
     return checks
 
 
+def check_failures(checks: dict[str, float], floors) -> list[str]:
+    """The step checks against teacher.checks: `vae_recon_<attr>` and `text_<attr>` by their lowest
+    attribute, `cond_uncond_gap` as it is."""
+    grouped: dict = {"cond_uncond_gap": checks.get("cond_uncond_gap")}
+    for prefix in ("vae_recon", "text"):
+        grouped[prefix] = {k.removeprefix(prefix + "_"): v for k, v in checks.items() if k.startswith(prefix + "_")}
+    return floor_failures(grouped, floors.model_dump())
+
+
 def register_pretrained(params: Params) -> dict:
     """teacher.source: pretrained: prove the pipeline loads offline and record which one it is."""
-    from ..cache.identity import teacher_fingerprint
-
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
     info = {"source": "pretrained", "path": params.teacher.path,
             "fingerprint": teacher_fingerprint(params.teacher.path),
@@ -105,7 +114,10 @@ def run_teacher_stage(params: Params) -> dict:
                         "the toy teacher is trained there (a pretrained teacher may live anywhere)")
     with stage_run(params, "teacher", ("world", "teacher")) as log, atomic_dir(Path(params.teacher.path)) as tmp:
         checks = train_toy_teacher(params, tmp, log)
+        failures = check_failures(checks, params.teacher.checks)
+        atomic_write_json(CHECKS_FILE, {"teacher": {"checks": checks, "passed": not failures, "failures": failures}})
+        if failures:  # raised inside atomic_dir: the candidate is discarded, the previous teacher stays
+            raise GateFailed("teacher step checks failed: " + "; ".join(failures) + " (teacher.checks)")
         load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline
         atomic_write_json(tmp / CHECKS_NAME, checks)
-        atomic_write_json(CHECKS_FILE, {"teacher": {"checks": checks}})
     return checks
