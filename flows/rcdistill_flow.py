@@ -139,10 +139,12 @@ def rcdistill(
 
 
 def _parse_set_or_exit(items: list[str]) -> dict:
+    """A bad --set is the user's to fix: one line and exit 2, as `rcd` does."""
     try:
         return parse_set(items)
     except ParamsError as err:
-        raise SystemExit(str(err)) from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> int:

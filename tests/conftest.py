@@ -57,7 +57,7 @@ def rcd(*args, cwd=None) -> subprocess.CompletedProcess:
     """Run the real `rcd` command line."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "rcdistill.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env)
+                          cwd=cwd, env=env, timeout=600)
 
 
 def build_tiny_pipeline(folder: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:

@@ -1,8 +1,12 @@
-"""`rcd`: one subcommand per pipeline stage, plus params checking and sampling."""
+"""`rcd`: one subcommand per pipeline stage, plus params checking, the registry and sampling."""
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .config import effective_yaml, load_params, parse_set
@@ -11,6 +15,8 @@ from .errors import ParamsError, RcdError, UserError
 
 from .roster import STUDENTS
 from .stage_table import BY_SUBCOMMAND, STAGES
+
+CRASH_EXIT_CODE = 4
 
 
 def _params(args):
@@ -75,22 +81,29 @@ def cmd_dvc_yaml(args) -> int:
 
 
 def cmd_promote(args) -> int:
+    from .registry.entries import entry_for
     from .registry.stage import promote
 
     p = _params(args)
-    from .registry.entries import entry_for
-
     which = STUDENTS[-1].name if args.fast else args.model
-    version, decision = promote(p, args.version, args.force, which)
-    verdict = "champion" if decision.promote else "not promoted"
+    model_version, decision = promote(p, args.version, args.force, which)
     name = entry_for(p, which).model_name
-    print(f"{name} v{version}: {verdict}: {decision.reason}")
+    if args.json:
+        print(json.dumps({"model_name": name, "version": model_version, "promoted": decision.promote,
+                          "reason": decision.reason}))
+    else:
+        print(f"{name} v{model_version}: {'champion' if decision.promote else 'not promoted'}: {decision.reason}")
     return 0 if decision.promote else 1
 
 
 def cmd_summary(args) -> int:
+    from .stage_table import metrics_file
     from .summary import summary_lines
 
+    if args.json:  # what the summary is made of, for scripts
+        files = {name: Path(metrics_file(name)) for name in ("evaluate", "register")}
+        print(json.dumps({k: json.loads(f.read_text()) if f.exists() else None for k, f in files.items()}))
+        return 0
     print("\n".join(summary_lines()))
     return 0
 
@@ -109,6 +122,14 @@ def cmd_students(args) -> int:
             raise UserError(f"{path / 'unet/config.json'} not found; build the teacher or use --sd-v1")
         config, label = dict(UNet2DConditionModel.load_config(path / "unet")), f"teacher at {path}"
     teacher = count_params(config)
+    if args.json:
+        rows = []
+        for name, spec in STUDENTS.items():
+            cfg = student_config(config, name)
+            rows.append({"name": name, "params": count_params(cfg), "ratio": count_params(cfg) / teacher,
+                         "channels": cfg["block_out_channels"], "description": spec.description})
+        print(json.dumps({"teacher": label, "teacher_params": teacher, "students": rows}))
+        return 0
     print(f"students of the {label} (teacher UNet: {teacher / 1e6:.1f}M parameters)")
     print(f"{'name':<9} {'params':>10} {'ratio':>6} {'channels':<24} description")
     for name, spec in STUDENTS.items():
@@ -178,76 +199,129 @@ def _distill_options(sp) -> None:
 STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="rcd", description=__doc__)
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+EXIT_CODES = """exit codes:
+  0  done
+  1  a gate said no (teacher gate, evaluators gate, teacher checks, promotion)
+  2  your input: params, files or options (one line says which)
+  3  the MLflow registry failed (nothing promoted; may be transient)
+  4  a crash (the traceback is printed)"""
 
-    pr = sub.add_parser("params", help="params utilities")
-    prsub = pr.add_subparsers(dest="params_cmd", required=True)
-    prsub.add_parser("check", help="validate params.yaml").set_defaults(fn=cmd_params_check)
-    prsub.add_parser("show", help="print the effective params: every key, defaults filled in"
-                     ).set_defaults(fn=cmd_params_show)
-    pu = prsub.add_parser("use", help="make a profile (e.g. profiles/sd15/params.yaml) the params file, "
-                          "every default spelled out")
-    pu.add_argument("profile")
+
+def _version() -> str:
+    try:
+        return version("rcdistill")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it has none (None, off) or its help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _HelpWithDefaults
+    # --params after the subcommand too; SUPPRESS keeps a top-level value from being reset
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
+    ap = argparse.ArgumentParser(prog="rcd", description=__doc__, epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    ap.add_argument("--version", action="version", version=f"rcd (rcdistill) {_version()}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    add = functools.partial(sub.add_parser, formatter_class=fmt, parents=[common])
+
+    pr = add("params", help="check, show or switch the params file", description="Reads --params; "
+             "`use` writes it (atomically).")
+    prsub = pr.add_subparsers(dest="params_cmd", required=True, metavar="ACTION")
+    padd = functools.partial(prsub.add_parser, formatter_class=fmt, parents=[common])
+    padd("check", help="validate the params file (exit 2 and one line when a value is bad)",
+         description="Reads --params; writes nothing.").set_defaults(fn=cmd_params_check)
+    padd("show", help="print the effective params: every key, defaults filled in",
+         description="Reads --params; prints YAML.").set_defaults(fn=cmd_params_show)
+    pu = padd("use", help="make a profile (e.g. profiles/sd15/params.yaml) the params file, every default spelled out",
+              description="Reads PROFILE, writes --params (every key spelled out, as DVC tracks them).")
+    pu.add_argument("profile", help="a params file to start from, e.g. profiles/sd15/params.yaml")
     pu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the profile (dotted, value as YAML), repeatable")
     pu.set_defaults(fn=cmd_params_use)
 
     for row in STAGES:
-        sp = sub.add_parser(row.subcommand, help=f"stage {row.name}: {row.summary}",
-                            description=f"DVC stage {row.name}: {row.summary}. Reads params: {', '.join(row.params)}"
-                            + (f"; data: {', '.join(row.deps)}" if row.deps else "")
-                            + f"; writes: {', '.join(row.outs + row.metrics + row.plots)}.")
+        sp = add(row.subcommand, help=f"stage {row.name}: {row.summary}",
+                 description=f"DVC stage {row.name}: {row.summary}. Reads params: {', '.join(row.params)}"
+                 + (f"; data: {', '.join(row.deps)}" if row.deps else "")
+                 + f"; writes: {', '.join(row.outs + row.metrics + row.plots)}.")
         STAGE_OPTIONS.get(row.name, lambda _: None)(sp)
         sp.set_defaults(fn=cmd_stage)
-    dy = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (code deps: each stage's imports)")
-    dy.add_argument("--file", default="dvc.yaml")
+    dy = add("dvc-yaml", help="write dvc.yaml from the stage table (code deps: each stage's imports)",
+             description="Reads src/rcdistill/stage_table.py and roster.py; writes --file.")
+    dy.add_argument("--file", default="dvc.yaml", help="the file to write or check")
     dy.add_argument("--check", action="store_true", help="only check that the file matches (exit 2 if not)")
     dy.set_defaults(fn=cmd_dvc_yaml)
-    pm = sub.add_parser("promote", help="run the promotion gate by hand for a registered version")
+    pm = add("promote", help="run the promotion gate by hand for a registered version",
+             description="Reads the MLflow registry (tracking.uri) and the gate in registry.*; moves the "
+             "`champion` alias when the gate passes (exit 0), else exit 1.")
     pm.add_argument("--version", help="model version (default: the challenger)")
     pm.add_argument("--force", action="store_true", help="skip the gate")
     pm.add_argument("--model", default=STUDENTS[0].name, choices=[m.name for m in STUDENTS],
-                    help=f"which student's registered model (default: {STUDENTS[0].name})")
+                    help="which student's registered model")
     pm.add_argument("--fast", action="store_true", help=f"same as --model {STUDENTS[-1].name}")
+    pm.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     pm.set_defaults(fn=cmd_promote)
-    sub.add_parser("summary", help="headline numbers from metrics/ (teacher vs student, registry)").set_defaults(
-        fn=cmd_summary)
-    st = sub.add_parser("students", help="list student variants with their parameter counts")
+    sm = add("summary", help="headline numbers from metrics/ (teacher vs students, registry)",
+             description="Reads metrics/evaluate.json and metrics/register.json.")
+    sm.add_argument("--json", action="store_true", help="print both metrics files as one JSON object")
+    sm.set_defaults(fn=cmd_summary)
+    st = add("students", help="list student variants with their parameter counts",
+             description="Reads the teacher's unet/config.json (teacher.path), or SD v1.x's with --sd-v1.")
     st.add_argument("--sd-v1", action="store_true", help="for the SD v1.x UNet config instead of the params teacher")
+    st.add_argument("--json", action="store_true", help="print the table as JSON")
     st.set_defaults(fn=cmd_students)
 
-    sr = sub.add_parser("sd-random", help="build an SD v1-shaped pipeline with random weights, and random-weight "
-                        "Inception/open_clip judge files, offline (for profiles/sd-random)")
-    sr.add_argument("--out", default="models/sd_random")
+    sr = add("sd-random", help="build an SD v1-shaped pipeline with random weights, and random-weight "
+             "Inception/open_clip judge files, offline (for profiles/sd-random)", description="Writes --out.")
+    sr.add_argument("--out", default="models/sd_random", help="folder to write (teacher/ and the judge files)")
     sr.add_argument("--latent-size", type=int, default=64, help="UNet sample size (64: SD's 512x512 images)")
     sr.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the CLIP-score judge")
-    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     sr.set_defaults(fn=cmd_sd_random)
 
-    sp = sub.add_parser("sample", help="sample any pipeline folder")
-    sp.add_argument("prompts", nargs="+")
-    sp.add_argument("--model", required=True)
-    sp.add_argument("-o", "--output", default="sample.png")
+    sp = add("sample", help="sample any pipeline folder", description="Reads --model (and --params for the "
+             "sampling defaults); writes --output.")
+    sp.add_argument("prompts", nargs="+", help="one or more prompts")
+    sp.add_argument("--model", required=True, help="a StableDiffusionPipeline folder, e.g. models/student")
+    sp.add_argument("-o", "--output", default="sample.png", help="image file to write")
     sp.add_argument("--per-prompt", type=int, default=1, help="images per prompt (a grid row each)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--steps", type=int)
-    sp.add_argument("--guidance", type=float)
-    sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm", "lcm"])
+    sp.add_argument("--seed", type=int, default=0, help="seed of the first image (the next ones count up)")
+    sp.add_argument("--steps", type=int, help="sampling steps (default: the folder's own, else sampling.steps)")
+    sp.add_argument("--guidance", type=float, help="guidance scale (default: the folder's own, else sampling.guidance_scale)")
+    sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm", "lcm"],
+                    help="scheduler (default: the folder's own for a few-step student, else sampling.scheduler)")
     sp.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the output")
     sp.set_defaults(fn=cmd_sample)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:  # `rcd` alone
+        parser.print_help()
+        return 0
     try:
         return args.fn(args)
     except RcdError as err:  # the user's to fix: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001  a crash: its own exit code, so it is never read as "a gate said no"
+        traceback.print_exc()
+        return CRASH_EXIT_CODE
 
 
 if __name__ == "__main__":

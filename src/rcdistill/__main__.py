@@ -1,0 +1,6 @@
+"""`python -m rcdistill` is `rcd`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
