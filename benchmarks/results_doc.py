@@ -144,8 +144,14 @@ def forgetting_section(data: dict | None) -> list[str]:
     lines += ["", "The headline test per recipe: the no-RC student at least 0.30 below the RC student on the held-out "
               "shape, and the RC student at least 0.9x the teacher's held-out shape accuracy (`metrics/teacher.json`); "
               "SE of the difference: both SEs in quadrature.", "",
-              "| recipe | RC unseen shape | no-RC unseen shape | RC - no-RC | SE | gap >= 0.30 | RC >= 0.9x teacher |",
-              "|---|---|---|---|---|---|---|"]
+              *forgetting_pairs(data)]
+    return lines
+
+
+def forgetting_pairs(data: dict) -> list[str]:
+    """A table row per recipe with both an RC and a no-RC student: the gap, its SE and the two verdicts."""
+    lines = ["| recipe | overrides | RC unseen shape | no-RC unseen shape | RC - no-RC | SE | gap >= 0.30 | RC >= 0.9x teacher |",
+             "|---|---|---|---|---|---|---|---|"]
     teacher = (load("metrics/teacher.json") or {}).get("teacher", {}).get("unseen", {}).get("shape")
     pairs: dict[str, dict] = {}
     for r in data["recipes"]:
@@ -157,7 +163,8 @@ def forgetting_section(data: dict | None) -> list[str]:
         err = (se(a, pair["rc"]["n_unseen"]) ** 2 + se(b, pair["norc"]["n_unseen"]) ** 2) ** 0.5
         gap = verdict(a - b - 0.30, err)
         vs_teacher = verdict(a - 0.9 * teacher, se(a, pair["rc"]["n_unseen"])) if teacher is not None else "?"
-        lines.append(f"| {name} | {a:.3f} | {b:.3f} | {a - b:+.3f} | {err:.3f} | {gap} | {vs_teacher} |")
+        sets = ", ".join(f"`{o}`" for o in pair["rc"]["overrides"]) or "(params.yaml)"
+        lines.append(f"| {name} | {sets} | {a:.3f} | {b:.3f} | {a - b:+.3f} | {err:.3f} | {gap} | {vs_teacher} |")
     return lines
 
 
@@ -184,8 +191,13 @@ def headlines_block(head: dict | None) -> list[str]:
     lines = [f"Eval sets of {head['eval_per_set']} prompts; value ± standard error; 'with margin': by more than 2 SE "
              "(`benchmarks/headlines.py`).", "", "| headline | value | target | holds |", "|---|---|---|---|"]
     for c in rows:
-        verdict = "yes, with margin" if c["with_margin"] else ("yes, within noise" if c["holds"] else "**no**")
-        lines.append(f"| {c['headline'].split(': ', 1)[1]} | {c['value']:.3f} ± {c['se']:.3f} | {c['target']:.3f} | {verdict} |")
+        holds = "yes, with margin" if c["with_margin"] else ("yes, within noise" if c["holds"] else "**no**")
+        lines.append(f"| {c['headline'].split(': ', 1)[1]} | {c['value']:.3f} ± {c['se']:.3f} | {c['target']:.3f} | {holds} |")
+    forgetting = load(RESULTS / "forgetting.json")
+    if forgetting:
+        lines += ["", "The no-RC gap depends on the student's start (`benchmarks/forgetting.py`, held-out shape, "
+                  "`distill.init`: teacher = BK-SDM's copy of the teacher's blocks, random = from scratch):", "",
+                  *forgetting_pairs(forgetting)]
     return lines
 
 
