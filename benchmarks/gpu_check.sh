@@ -45,8 +45,9 @@ PY
 if [ "${SMOKE:-0}" = 1 ]; then
   LATENT=8; CONFIGS="naive:1 ours:1"; STEPS=1; CACHE_BATCH=2; CACHE_STEPS=2; BUDGET=600
   E2E_SET=(world.image_size=64 prompts.cache_pool_size=8 prompts.eval_per_set=4 sampling.steps=2
-           sampling.batch_size=4 cache.shard_size=4 distill.steps=2 distill.batch_size=2 distill.mixed_precision=no
-           distill.teacher_dtype=float32 consistency.steps=2 consistency.batch_size=2 consistency.mixed_precision=no
+           sampling.batch_size=4 cache.shard_size=4 distill.steps=2 distill.warmup_steps=1 distill.batch_size=2
+           distill.mixed_precision=no distill.teacher_dtype=float32 consistency.steps=2 consistency.warmup_steps=1
+           consistency.batch_size=2 consistency.mixed_precision=no
            consistency.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
            "evaluate.steps={teacher: [2], student: [2], student_fast: [1]}")
 else
