@@ -109,7 +109,9 @@ def cmd_summary(args) -> int:
 
 
 def cmd_students(args) -> int:
-    from .students import SD_V1_UNET_CONFIG, STUDENTS, count_params, student_config
+    # the student variants (bk_small, ...), not the roster's STUDENTS (the registered models)
+    from .students import SD_V1_UNET_CONFIG, count_params, student_config
+    from .students import STUDENTS as VARIANTS
 
     if args.sd_v1:
         config, label = SD_V1_UNET_CONFIG, "SD v1.x UNet config"
@@ -122,20 +124,19 @@ def cmd_students(args) -> int:
             raise UserError(f"{path / 'unet/config.json'} not found; build the teacher or use --sd-v1")
         config, label = dict(UNet2DConditionModel.load_config(path / "unet")), f"teacher at {path}"
     teacher = count_params(config)
+    rows = []
+    for name, spec in VARIANTS.items():
+        cfg = student_config(config, name)
+        n = count_params(cfg)
+        rows.append({"name": name, "params": n, "ratio": n / teacher, "channels": cfg["block_out_channels"],
+                     "description": spec.description})
     if args.json:
-        rows = []
-        for name, spec in STUDENTS.items():
-            cfg = student_config(config, name)
-            rows.append({"name": name, "params": count_params(cfg), "ratio": count_params(cfg) / teacher,
-                         "channels": cfg["block_out_channels"], "description": spec.description})
         print(json.dumps({"teacher": label, "teacher_params": teacher, "students": rows}))
         return 0
     print(f"students of the {label} (teacher UNet: {teacher / 1e6:.1f}M parameters)")
     print(f"{'name':<9} {'params':>10} {'ratio':>6} {'channels':<24} description")
-    for name, spec in STUDENTS.items():
-        cfg = student_config(config, name)
-        n = count_params(cfg)
-        print(f"{name:<9} {n / 1e6:>9.1f}M {n / teacher:>6.2f} {str(cfg['block_out_channels']):<24} {spec.description}")
+    for r in rows:
+        print(f"{r['name']:<9} {r['params'] / 1e6:>9.1f}M {r['ratio']:>6.2f} {str(r['channels']):<24} {r['description']}")
     return 0
 
 
