@@ -81,13 +81,10 @@ def cmd_dvc_yaml(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from .registry.entries import entry_for
     from .registry.stage import promote
 
-    p = _params(args)
     which = STUDENTS[-1].name if args.fast else args.model
-    model_version, decision = promote(p, args.version, args.force, which)
-    name = entry_for(p, which).model_name
+    name, model_version, decision = promote(_params(args), args.version, args.force, which)
     if args.json:
         print(json.dumps({"model_name": name, "version": model_version, "promoted": decision.promote,
                           "reason": decision.reason}))

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..config import GateRules, Params
 from ..errors import UserError
 from ..evaluate.models import eval_model
-from ..roster import BY_NAME, STUDENTS, Model, lookup
+from ..roster import BY_NAME, STUDENTS, Model, folder, lookup
 
 
 @dataclass
@@ -39,10 +39,14 @@ def make_entry(model: Model, params: Params) -> RegistryEntry:
                          float(sampling.guidance_scale), sampling.scheduler, description, tags)
 
 
+def _built(model: Model, params: Params) -> bool:
+    """Its stage has written its pipeline folder."""
+    return (Path(folder(model, params)) / "model_index.json").exists()
+
+
 def registry_entries(params: Params, evaluated: dict) -> list[RegistryEntry]:
     """Every student of the roster; an optional one when it was evaluated and its folder exists."""
-    return [make_entry(m, params) for m in STUDENTS
-            if not m.optional or (m.name in evaluated and (Path(lookup(params, m.folder_key)) / "model_index.json").exists())]
+    return [make_entry(m, params) for m in STUDENTS if not m.optional or (m.name in evaluated and _built(m, params))]
 
 
 def entry_for(params: Params, which: str) -> RegistryEntry:
@@ -50,6 +54,6 @@ def entry_for(params: Params, which: str) -> RegistryEntry:
     model = BY_NAME.get(which)
     if model is None or model not in STUDENTS:
         raise UserError(f"--model {which}: not a registered student; choose one of {', '.join(m.name for m in STUDENTS)}")
-    if model.optional and not (Path(lookup(params, model.folder_key)) / "model_index.json").exists():
-        raise UserError(f"{model.folder_key}: {lookup(params, model.folder_key)} holds no {which} to promote")
+    if model.optional and not _built(model, params):
+        raise UserError(f"{model.folder_key}: {folder(model, params)} holds no {which} to promote")
     return make_entry(model, params)

@@ -82,8 +82,9 @@ def version_metrics(client, mv) -> dict[str, float]:
 
 
 def promote(params: Params, version: str | None = None, force: bool = False,
-            which: str = STUDENTS[0].name) -> tuple[str, Decision]:
-    """Move `champion` to `version` (default: the `challenger`) if the gate passes (or `force`)."""
+            which: str = STUDENTS[0].name) -> tuple[str, str, Decision]:
+    """Move `champion` to `version` (default: the `challenger`) if the gate passes (or `force`);
+    returns the registered model's name, the version and the decision."""
     entry = entry_for(params, which)
     client = _client(params)
     name = entry.model_name
@@ -93,7 +94,7 @@ def promote(params: Params, version: str | None = None, force: bool = False,
             raise UserError(f"registry model {name!r}: no challenger version to promote")
         champion = _version_by_alias(client, name, "champion")
         if champion is not None and champion.version == mv.version:
-            return mv.version, Decision(True, f"version {mv.version} is already the champion")
+            return name, mv.version, Decision(True, f"version {mv.version} is already the champion")
         if force:
             decision = Decision(True, "promoted by hand with --force (gate skipped)")
         else:
@@ -102,7 +103,7 @@ def promote(params: Params, version: str | None = None, force: bool = False,
         client.set_model_version_tag(name, mv.version, "gate", decision.reason)
         if decision.promote:  # last: a failure above leaves the champion where it was
             client.set_registered_model_alias(name, "champion", mv.version)
-    return mv.version, decision
+    return name, mv.version, decision
 
 
 def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Path | None):
@@ -157,7 +158,7 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
     with _registry(params, f"setting {name}'s challenger"):
         client.set_registered_model_alias(name, "challenger", mv.version)
     if params.registry.promote:
-        _, decision = promote(params, mv.version, which=entry.key)
+        _, _, decision = promote(params, mv.version, which=entry.key)
     else:
         decision = Decision(False, "registry.promote is false: registered as challenger only")
     with _registry(params, f"reading {name}'s champion"):
