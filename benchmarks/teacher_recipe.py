@@ -90,9 +90,10 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy the candidate's pipeline folder here")
     args = ap.parse_args()
     row = run_recipe(args.name, args.sets, args.steps, args.keep)
-    rows = json.loads(args.out.read_text())["recipes"] if args.out.exists() else []
-    rows = [r for r in rows if r["name"] != args.name] + [row]
-    atomic_write_json(args.out, {"host": platform.node(), "cores": os.cpu_count(), "recipes": rows})
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    rows = [r for r in old.get("recipes", []) if r["name"] != args.name] + [row]
+    # other keys (e.g. a note on how earlier rows were run) are kept
+    atomic_write_json(args.out, {**old, "host": platform.node(), "cores": os.cpu_count(), "recipes": rows})
     g = row["gate"]
     print(f"{args.name}: {row['total_s']:.0f} s (unet {row['seconds']['unet']:.0f} s, vae {row['seconds']['vae']:.0f} s); "
           + "; ".join(f"{s} shape {g[s]['shape']:.3f} colour {g[s]['colour']:.3f}" for s in ("seen", "unseen") if s in g)

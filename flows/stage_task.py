@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -64,9 +66,29 @@ def _retry_transient(task, task_run, state) -> bool:
     return not isinstance(exc, StageFailed) or exc.transient
 
 
-@task(name="dvc-repro", cache_policy=NO_CACHE, persist_result=False, retry_condition_fn=_retry_transient)
-def dvc_stage(workspace: str, stage: str, env: dict[str, str]) -> dict[str, Any]:
-    """`dvc repro <stage>` (DVC reruns stale upstream stages itself); output into the run logger."""
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop `dvc repro` and the stage command it started (its own process group): TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# The stage's result (status, seconds, what DVC reran) is persisted as JSON, so a finished flow
+# run's task results stay readable; the task itself is never cached: DVC decides what is stale.
+@task(name="dvc-repro", cache_policy=NO_CACHE, persist_result=True, result_serializer="json",
+      retry_condition_fn=_retry_transient)
+def dvc_stage(workspace: str, stage: str, env: dict[str, str], timeout_s: float | None = None) -> dict[str, Any]:
+    """`dvc repro <stage>` (DVC reruns stale upstream stages itself); output into the run logger.
+    After `timeout_s` the stage is stopped and fails (not retried: it would hang again)."""
     log = get_run_logger()
     cmd = [sys.executable, "-m", "dvc", "repro", stage]
     log.info("$ dvc repro %s   (in %s)", stage, workspace)
@@ -74,7 +96,17 @@ def dvc_stage(workspace: str, stage: str, env: dict[str, str]) -> dict[str, Any]
     ran: list[str] = []
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1)
+                            text=True, errors="replace", bufsize=1, start_new_session=True)
+    timed_out = threading.Event()
+
+    def _on_timeout() -> None:
+        timed_out.set()
+        _stop(proc)
+
+    watchdog = threading.Timer(timeout_s, _on_timeout) if timeout_s else None
+    if watchdog:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -89,13 +121,13 @@ def dvc_stage(workspace: str, stage: str, env: dict[str, str]) -> dict[str, Any]
             (log.error if line.startswith("ERROR") else log.info)("[%s] %s", stage, line)
         rc = proc.wait()
     finally:
-        if proc.poll() is None:  # the flow was cancelled or crashed: do not leave DVC running
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if watchdog:
+            watchdog.cancel()
+        _stop(proc)  # the flow was cancelled or crashed: do not leave DVC running
     seconds = time.monotonic() - start
+    if timed_out.is_set():
+        raise StageFailed(stage, None, "\n".join(tail), False,
+                          f"timed out after {timeout_s:.0f} s (orchestration.stage_timeout_s)")
     if rc != 0:
         text = "\n".join(tail)
         m = re.findall(r"exited with (-?\d+)", text)

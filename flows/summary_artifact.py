@@ -1,4 +1,6 @@
-"""The markdown artifact each flow run leaves: overrides, stage states, MLflow runs, model versions, metrics."""
+"""What each flow run leaves in Prefect: a markdown summary (overrides, stage states, MLflow runs, model
+versions, metrics), the stages and the metrics as table artifacts, and links to the MLflow run and to
+each registered model version."""
 from __future__ import annotations
 
 import json
@@ -12,6 +14,13 @@ if TYPE_CHECKING:
     from flows.mlflow_run import FlowRun
 
 ARTIFACT_KEY = "rcdistill-metrics"
+STAGES_TABLE_KEY = "rcdistill-stages"
+METRICS_TABLE_KEY = "rcdistill-metrics-table"
+MLFLOW_RUN_LINK_KEY = "rcdistill-mlflow-run"
+
+
+def model_link_key(model: str) -> str:
+    return f"rcdistill-model-{model.replace('_', '-')}"
 
 
 def _fmt(v: Any) -> str:
@@ -61,3 +70,20 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
         md += [""]
     return "\n".join(md) + "\n"
 
+
+
+def metrics_table(metrics: dict[str, dict]) -> list[dict[str, Any]]:
+    """One row per metric: its file, its dotted name and value (numbers stay numbers)."""
+    return [{"file": path, "metric": k, "value": v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)}
+            for path, data in metrics.items() for k, v in flatten(data).items()]
+
+
+def registered_versions(metrics: dict[str, dict]) -> list[tuple[str, str, int]]:
+    """(roster name, registered model name, version) of every student register.json names."""
+    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), None)
+    if not isinstance(reg, dict):
+        return []
+    rows = [(STUDENTS[0].name, reg.get("model_name"), reg.get("version"))]
+    rows += [(m.name, reg[m.name].get("model_name"), reg[m.name].get("version"))
+             for m in STUDENTS[1:] if isinstance(reg.get(m.name), dict)]
+    return [r for r in rows if r[1] and r[2] is not None]

@@ -100,6 +100,10 @@ def make_project(folder: Path, extra: dict | None = None) -> Path:
                                         .replace("steps: 4\n  batch_size: 4", "steps: 4  # distill steps\n  batch_size: 4", 1))
     subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
+    # a first commit, as a real project has one: `dvc exp save` / `dvc exp run` need a HEAD
+    git = ["git", "-c", "user.name=rcd-tests", "-c", "user.email=tests@rcdistill.invalid"]
+    subprocess.run([*git, "add", "-A"], cwd=folder, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tiny project"], cwd=folder, check=True)
     return folder
 
 

@@ -1,8 +1,10 @@
 """`rcd` as a command-line tool: version, help everywhere, --params anywhere, distinct exit codes, JSON."""
 import argparse
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,18 @@ def test_the_flow_script_exits_like_rcd_on_a_bad_set(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "flows/rcdistill_flow.py"), "--set", "distill.steps"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: --set 'distill.steps'"), r.stderr
+
+
+def test_progress_bars_follow_tqdm_mininterval():
+    """Stage bars pass no interval of their own, so TQDM_MININTERVAL (the Prefect flow sets 5)
+    decides; without it rcdistill's default of 2 s keeps logs short."""
+    import re
+
+    code = "import io, rcdistill; from tqdm import tqdm; print(tqdm(range(1), file=io.StringIO()).mininterval)"
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    for value, expect in ((None, "2.0"), ("5", "5.0")):
+        run_env = env if value is None else {**env, "TQDM_MININTERVAL": value}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env, timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == expect, out.stderr
+    src = Path(__file__).resolve().parents[1] / "src"
+    assert not [p for p in src.rglob("*.py") if re.search(r"mininterval\s*=", p.read_text())]

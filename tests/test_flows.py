@@ -61,7 +61,7 @@ def _stop_ephemeral_server():
 
 def fake_rcd(folder: Path, stage: str, mode: str) -> Path:
     """A `rcd` ahead of the real one on PATH that fails `stage`: mode user (exit 2, rcd's error line),
-    transient (exit 75 the first time), crash (exit 75 every time)."""
+    transient (exit 75 the first time), crash (exit 75 every time), hang (sleeps; writes its pid)."""
     folder.mkdir(parents=True, exist_ok=True)
     mark = folder / "failed-once"
     mark.unlink(missing_ok=True)
@@ -72,6 +72,7 @@ if [ "$1" = "{stage}" ]; then
     user) echo "error: simulated bad input for {stage}" >&2; exit 2 ;;
     crash) echo "simulated crash in {stage}" >&2; exit 75 ;;
     transient) if [ ! -e "{mark}" ]; then touch "{mark}"; echo "simulated transient failure" >&2; exit 75; fi ;;
+    hang) echo $$ > "{folder}/hang.pid"; echo "hanging in {stage}"; sleep 600 ;;
   esac
 fi
 exec "{VENV_BIN}/rcd" "$@"
@@ -110,6 +111,16 @@ def artifact_md(flow_run: str, api_url: str | None = None) -> str:
     assert len(arts) == 1, f"expected one {rf.ARTIFACT_KEY} artifact of flow run {flow_run}, got {len(arts)}"
     assert arts[0].type == "markdown"
     return arts[0].data
+
+
+def artifacts_of(flow_run: str) -> dict[str, object]:
+    """Every keyed artifact the flow run left, by key."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run])))
+    return {a.key: a for a in arts if a.key}
 
 
 def mlflow_runs(ws: Path, flow_run: str) -> dict[str, object]:
@@ -213,11 +224,61 @@ def test_stage_failure_fails_the_flow_with_its_error(tmp_path, monkeypatch):
     assert task_runs(state)["dvc repro cache_latents"].run_count == 1  # user error: no retry
     assert "FAILED at cache_latents" in artifact_md(flow_run_id(state))
     assert not (ws / "data" / "prompts").exists()
+    assert rf.exit_code(state) == 2  # the flow script exits as rcd did
 
     fake_rcd(tmp_path / "bin", "prompts", "crash")
     state, _ = run_flow(ws)
     assert state.is_failed() and "simulated crash in prompts" in state.message and "exit code 75" in state.message
     assert task_runs(state)["dvc repro cache_latents"].run_count == 2  # transient: retried once
+
+
+def test_hung_stage_is_stopped_after_its_timeout(tmp_path, monkeypatch):
+    """orchestration.stage_timeout_s bounds `dvc repro <stage>`: the stage command is killed (with DVC),
+    the task is not retried, the flow fails with 'timed out' and the script's exit code is 124."""
+    ws = make_project(tmp_path / "ws", {"orchestration": {"stage_timeout_s": 3, "retries": 1}})
+    bin_dir = fake_rcd(tmp_path / "bin", "prompts", "hang")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    state, seconds = run_flow(ws, stages=["prompts"])
+    assert state.is_failed() and "timed out after 3 s" in state.message, state.message
+    assert seconds < 120
+    assert task_runs(state)["dvc repro prompts"].run_count == 1  # a hang is not retried
+    assert rf.exit_code(state) == 124
+    pid = int((bin_dir / "hang.pid").read_text())
+    assert not _running(pid)  # the stage command did not outlive its timeout
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed child whose parent died waits here until PID 1 reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_prefect_yaml_is_written_from_params():
+    """prefect.yaml (for `prefect deploy`) carries params.yaml's deployment name and schedule; a changed
+    schedule makes it stale until it is rewritten."""
+    import deploy
+
+    committed = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    o = yaml.safe_load((REPO / "params.yaml").read_text())["orchestration"]
+    (dep,) = committed["deployments"]
+    assert dep["name"] == o["deployment"] and dep["entrypoint"] == deploy.ENTRYPOINT
+    assert dep["schedules"] == [{"cron": o["cron"], "timezone": o["timezone"], "active": True}]
+    assert (REPO / "prefect.yaml").read_text() == deploy.render_prefect_yaml()
+    r = subprocess.run([sys.executable, "flows/deploy.py", "prefect-yaml", "--check"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_flow_timeout_must_hold_a_stage(tmp_path):
+    from rcdistill.errors import ParamsError
+    from rcdistill.config import load_params
+
+    ws = make_project(tmp_path / "ws", {"orchestration": {"stage_timeout_s": 100, "flow_timeout_s": 50}})
+    with pytest.raises(ParamsError, match="stage_timeout_s 100 is above flow_timeout_s 50"):
+        load_params(ws / "params.yaml")
 
 
 # ---------------------------------------------------------------- the tiny pipeline, end to end
@@ -268,6 +329,21 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     if "register" in FLOW_STAGES and reg_path.exists():
         reg = json.loads(reg_path.read_text())
         assert result["model_version"] == reg["version"] and f"version **{reg['version']}**" in md
+    # table and link artifacts: stages, metrics, the MLflow run, each registered version
+    arts = artifacts_of(fr)
+    assert arts["rcdistill-stages"].type == "table" and arts["rcdistill-metrics-table"].type == "table"
+    stages_table = json.loads(arts["rcdistill-stages"].data)
+    assert [row["stage"] for row in stages_table] == FLOW_STAGES
+    metrics_rows = json.loads(arts["rcdistill-metrics-table"].data)
+    assert any(r["file"] == "metrics/distill.json" and r["metric"] == "student_unet_params" for r in metrics_rows)
+    link = arts["rcdistill-mlflow-run"].data  # Prefect stores a link artifact as markdown: [text](url)
+    assert f"/#/experiments/{flow_run.info.experiment_id}/runs/{flow_run.info.run_id})" in link
+    if reg_path.exists():
+        assert f"/#/models/{reg['model_name']}/versions/{reg['version']}" in arts["rcdistill-model-student"].data
+    # the run is a DVC experiment: `dvc exp show` lists it beside `dvc exp run`s
+    exp = result["dvc_experiment"]
+    assert exp and exp.startswith("prefect-") and flow_run.data.tags["dvc.experiment"] == exp
+    assert exp in dvc(ws, "exp", "list", "--name-only").stdout
 
     # nothing changed: every stage is up to date, no stage run in MLflow, done in seconds
     state2, seconds = run_flow(ws)
@@ -415,6 +491,19 @@ def test_scheduled_deployment_on_a_local_server(pipeline, tmp_path):
             assert by_pool and by_pool[0].state.is_completed()
             assert "pipeline: completed" in artifact_md(str(by_pool[0].id))
             _stop(worker)
+
+            # 3. Prefect's own way: `prefect deploy --all` reads prefect.yaml (schedule from params)
+            for cmd in (["work-pool", "create", "rcd-process", "--type", "process"], ["deploy", "--all"]):
+                out = subprocess.run([prefect, "--no-prompt", *cmd], cwd=REPO, env={**env, **client_env},
+                                     capture_output=True, text=True, timeout=300)
+                assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+            assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+            repo_o = yaml.safe_load((REPO / "params.yaml").read_text())["orchestration"]
+            with get_client(sync_client=True) as client:
+                dep = client.read_deployment_by_name(f"rcdistill/{repo_o['deployment']}")
+            assert dep.entrypoint == "flows/rcdistill_flow.py:rcdistill" and dep.work_pool_name == "rcd-process"
+            assert [s.schedule.cron for s in dep.schedules] == [repo_o["cron"]]
+            assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
     finally:
         for p in reversed(procs):
             _stop(p)

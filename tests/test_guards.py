@@ -36,6 +36,14 @@ def test_code_defaults_are_params_yaml():
     assert {k: (code.get(k), file.get(k)) for k in code.keys() | file.keys() if code.get(k) != file.get(k)} == {}
 
 
+def test_every_effective_setting_is_written_in_params_yaml():
+    """DVC sees only what params.yaml holds: a setting left to a code default is invisible to
+    `dvc params diff` and to the stages that declare its section."""
+    written = flatten(yaml.safe_load((REPO / "params.yaml").read_text()))
+    missing = [k for k in flatten(Params().model_dump(mode="json")) if k not in written]
+    assert missing == []
+
+
 @pytest.mark.parametrize("dotted,value,words", [
     # non-finite numbers
     ("distill.lr", float("nan"), "distill.lr"),

@@ -1,6 +1,7 @@
 """MLflow registry: pyfunc round trip, idempotent registration, the promotion gate."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,36 @@ def test_registered_student_is_champion_and_loads_as_pyfunc_offline(tiny_project
     assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
     direct = generate(load_pipeline(str(tiny_project / "models/student")), prompts, [7, 8], 3, 3.0)
     assert np.abs(direct.permute(0, 2, 3, 1).numpy().astype(int) - images.astype(int)).max() <= 1
+
+
+def test_logged_model_follows_mlflow_3_conventions(tiny_project):
+    """The version's logged model carries its metrics, a cheap input example that serves, and pinned
+    requirements; stage runs list the datasets they read (digest: DVC's md5) and nest under no one
+    outside a flow."""
+    from importlib.metadata import version
+
+    from mlflow.models import Model
+
+    mlflow, client = _client(tiny_project)
+    mv = client.get_model_version_by_alias("rcdistill-student", "champion")
+    logged = client.get_logged_model(mv.model_id)
+    model_metrics = {m.key: m.value for m in logged.metrics}
+    run_metrics = client.get_run(mv.run_id).data.metrics
+    assert model_metrics and model_metrics["model.unseen.shape"] == run_metrics["model.unseen.shape"]
+    local = mlflow.artifacts.download_artifacts(f"models:/rcdistill-student/{mv.version}")
+    example = Model.load(local).load_input_example(local)
+    assert list(example) == ["a red circle"]
+    assert json.loads((Path(local) / "serving_input_example.json").read_text())["params"]["steps"] == 1
+    reqs = (Path(local) / "requirements.txt").read_text().split()
+    assert f"diffusers=={version('diffusers')}" in reqs and all("==" in r for r in reqs if not r.startswith("-"))
+    lock = yaml.safe_load((tiny_project / "dvc.lock").read_text())["stages"]
+    cache_md5 = next(o["md5"] for o in lock["cache_latents"]["outs"] if o["path"] == "data/latents")
+    distill = client.search_runs([client.get_run(mv.run_id).info.experiment_id], "attributes.run_name = 'distill'")[0]
+    inputs = {d.dataset.name: d for d in distill.inputs.dataset_inputs}
+    assert {"latent_cache", "cache_prompts", "rc_pool", "eval_seen", "eval_unseen"} <= set(inputs)
+    assert inputs["latent_cache"].dataset.digest == cache_md5.removesuffix(".dir")[:36]
+    assert {t.key: t.value for t in inputs["latent_cache"].tags}["mlflow.data.context"] == "training"
+    assert "mlflow.parentRunId" not in distill.data.tags
 
 
 def test_few_step_student_is_its_own_model_and_samples_with_its_own_defaults(tiny_project):

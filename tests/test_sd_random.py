@@ -103,8 +103,18 @@ def test_random_judges_load_through_the_real_model_paths(tmp_path):
     from rcdistill.evaluate.random_judges import write_random_inception, write_random_open_clip
 
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
-    feats = InceptionFeatures(str(write_random_inception(tmp_path, seed=0)))(images)
+    judge = InceptionFeatures(str(write_random_inception(tmp_path, seed=0)))
+    feats = judge(images)
     assert feats.shape == (3, 2048)
+    # resized to 299 exactly as clean-fid resizes (its PIL bicubic), so FIDs compare with its numbers
+    from cleanfid.resize import build_resizer
+
+    seen = []
+    judge.model = lambda x: (seen.append(x), torch.zeros(len(x), 2048))[1]
+    judge(images)
+    expect = build_resizer("clean")(images[1].permute(1, 2, 0).numpy())
+    assert seen[0].shape == (3, 3, 299, 299)
+    assert torch.allclose(seen[0][1].permute(1, 2, 0), torch.from_numpy(expect).float())
     from safetensors.torch import load_file
 
     checkpoint = write_random_open_clip(tmp_path, "ViT-B-32", seed=0)

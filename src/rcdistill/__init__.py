@@ -9,6 +9,9 @@ for _key, _value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "TOKENIZERS_PARALLELISM": "false",
+    # progress bars refresh at most every 2 s (logs stay short); tqdm reads TQDM_* when it is
+    # imported, so a caller's own value (the Prefect flow sets 5) wins
+    "TQDM_MININTERVAL": "2",
 }.items():
     os.environ.setdefault(_key, _value)
 

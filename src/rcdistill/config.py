@@ -406,6 +406,17 @@ class OrchestrationParams(Strict):
     timezone: str = "UTC"
     retries: int = Field(1, ge=0, le=10)
     retry_delay_s: int = Field(30, ge=0)
+    # a hung stage must not hold the one-run-per-workspace slot forever: each `dvc repro <stage>`
+    # is stopped after stage_timeout_s, and the flow stops starting stages after flow_timeout_s
+    stage_timeout_s: int = Field(3600, ge=1)
+    flow_timeout_s: int = Field(4 * 3600, ge=1)
+
+    @model_validator(mode="after")
+    def _stage_inside_flow(self):
+        if self.stage_timeout_s > self.flow_timeout_s:
+            raise ValueError(f"orchestration.stage_timeout_s {self.stage_timeout_s} is above flow_timeout_s "
+                             f"{self.flow_timeout_s}: one stage may not outlast the whole flow")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -436,6 +447,7 @@ class TrackingParams(Strict):
     uri: str = "sqlite:///mlruns/mlflow.db"
     artifacts: str = "mlruns/artifacts"
     experiment: str = "rcdistill"
+    ui_url: str = "http://127.0.0.1:5000"   # where `mlflow ui` serves the store: links in Prefect artifacts
 
 
 class Params(Strict):

@@ -70,7 +70,7 @@ def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int]
     """Images as uint8 (N,3,H,W), or latents when output_type='latent'. Seed i fixes sample i."""
     size = image_size(pipe)
     out = []
-    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", mininterval=2):
+    for s in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
         gens = [torch.Generator("cpu").manual_seed(int(x)) for x in seeds[s: s + batch_size]]
         # Noise drawn on the CPU from per-sample seeds: identical on every device.
         shape = (pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)

@@ -66,8 +66,8 @@ FLOW_TAG_ENV = {
     "RCD_FLOW_RUN_NAME": "prefect.flow_run_name",
     "RCD_DEPLOYMENT": "prefect.deployment",
     "RCD_OVERRIDES": "rcd.overrides",
-    "RCD_MLFLOW_PARENT_RUN_ID": "mlflow.parentRunId",  # nests the stage run under the flow's run
 }
+PARENT_RUN_ENV = "RCD_MLFLOW_PARENT_RUN_ID"  # the flow's MLflow run: stage runs nest under it
 
 
 def flow_tags() -> dict[str, str]:
@@ -86,9 +86,14 @@ def flow_override_params() -> dict[str, str]:
 
 @contextmanager
 def stage_run(params: Params, stage: str, sections: tuple[str, ...]) -> Iterator[RunLogger]:
+    """One MLflow run for the stage: its params sections, tags, input datasets; nested under the
+    Prefect flow's run when a flow started the stage."""
+    from .run_inputs import log_stage_inputs
+
     mlflow = setup_mlflow(params)
-    with mlflow.start_run(run_name=stage):
+    with mlflow.start_run(run_name=stage, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None):
         mlflow.set_tags({"stage": stage, "git_commit": git_commit(), **flow_tags()})
+        log_stage_inputs(mlflow, params, stage)
         dumped = params.model_dump()
         mlflow.log_params(flatten({s: dumped[s] for s in sections}))
         if flow_override_params():

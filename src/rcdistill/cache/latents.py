@@ -157,7 +157,7 @@ def build_cache(params: Params, rebuild: bool = False, worker: str | None = None
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler, frozen_dtype(c.teacher_dtype, device()))
     dtype = getattr(torch, c.dtype)
     label = "cache latents" + (f" (worker {index}/{n_workers})" if n_workers > 1 else "")
-    bar = tqdm(total=len(mine), desc=label, unit="shard", mininterval=2)
+    bar = tqdm(total=len(mine), desc=label, unit="shard")
     for k in mine:
         part = rows[k * c.shard_size: (k + 1) * c.shard_size]
         t0 = time.perf_counter()

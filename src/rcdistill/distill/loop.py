@@ -98,7 +98,7 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
         accelerator.print(f"resuming from {path}")
     objective.sync_target(ema)
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=objective.name, unit="step", mininterval=2,
+    bar = tqdm(total=cfg.steps, initial=step, desc=objective.name, unit="step",
                disable=not accelerator.is_local_main_process)
     t_last, n_last = time.perf_counter(), 0
     student.train()

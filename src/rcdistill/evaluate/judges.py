@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import Params
 from ..errors import UserError
@@ -28,14 +27,18 @@ class InceptionFeatures:
         file = Path(path)
         if file.name != "inception-2015-12-05.pt" or not file.is_file():
             raise UserError(f"evaluate.inception_path: {path} is not clean-fid's inception-2015-12-05.pt file")
+        from cleanfid.resize import build_resizer
+
         self.model = InceptionV3W(str(file.parent), download=False, resize_inside=False).eval()
+        self.resize = build_resizer("clean")  # clean-fid's own PIL bicubic to 299: FIDs comparable with its numbers
 
     @torch.no_grad()
     def __call__(self, images_u8: torch.Tensor) -> np.ndarray:
         feats = []
-        for s in range(0, len(images_u8), 64):
-            x = F.interpolate(images_u8[s: s + 64].float(), size=(299, 299), mode="bicubic", antialias=True)
-            feats.append(self.model(x.clamp(0, 255)).numpy())
+        hwc = images_u8.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+        for s in range(0, len(hwc), 64):
+            x = torch.from_numpy(np.stack([self.resize(img) for img in hwc[s: s + 64]]).transpose(0, 3, 1, 2))
+            feats.append(self.model(x.float()).numpy())
         return np.concatenate(feats)
 
 

@@ -82,7 +82,7 @@ def train_classifier(cfg, seed: int, image_size: int, log=None) -> tuple[Attribu
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.15)
     model.train()
-    for step in (bar := tqdm(range(cfg.steps), desc="classifier", mininterval=2)):
+    for step in (bar := tqdm(range(cfg.steps), desc="classifier")):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         logits = model(augment(to_unit(images[idx]), gen))
         loss = sum(F.cross_entropy(logits[a], attrs[a][idx]) for a in ATTRIBUTES)

@@ -103,7 +103,7 @@ def train_world_clip(cfg, seed: int, image_size: int, log=None) -> tuple[WorldCl
     opt = torch.optim.AdamW(clip.model.parameters(), lr=cfg.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     clip.model.train()
-    for step in (bar := tqdm(range(cfg.steps), desc="world clip", mininterval=2)):
+    for step in (bar := tqdm(range(cfg.steps), desc="world clip")):
         idx = torch.randint(n, (cfg.batch_size,), generator=gen).tolist()
         texts = [caption(names["shape"][i], names["colour"][i], names["size"][i], names["position"][i], rng).text
                  for i in idx]

@@ -19,13 +19,23 @@ from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
 from .entries import RegistryEntry, entry_for, registry_entries
 from .gate import Decision, decide
-from .lineage import dvc_hashes
+from ..dvc_lock import dvc_hashes
 
 METRICS_FILE = Path(metrics_file("register"))
 EVALUATE_METRICS = Path(metrics_file("evaluate"))
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 COMPAT_FILE = Path(__file__).parents[1] / "_torchvision_compat.py"  # travels with the model (code_paths)
 HEADLINE_METRICS = ("seen.shape", "unseen.shape", "unseen.fid", "ms_per_image")
+# what the served model needs, pinned to the versions that logged it (a serving environment must
+# not resolve a newer diffusers); a local build tag (torch's "+cpu") is not part of the pin
+SERVING_PACKAGES = ("mlflow", "torch", "diffusers", "transformers", "numpy")
+EXAMPLE_PROMPT = "a red circle"
+
+
+def pinned_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg).split('+')[0]}" for pkg in SERVING_PACKAGES]
 
 
 def _client(params: Params):
@@ -113,8 +123,10 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
 
     size = params.world.image_size
     defaults = {"steps": entry.steps, "guidance_scale": entry.guidance_scale}
-    signature = infer_signature(["a red circle"], np.zeros((1, size, size, 3), np.uint8),
+    signature = infer_signature([EXAMPLE_PROMPT], np.zeros((1, size, size, 3), np.uint8),
                                 params={"seed": 0, **defaults})
+    # one prompt, one step: MLflow runs it once to check the serving payload, and the UI shows it
+    example = ([EXAMPLE_PROMPT], {"seed": 0, "steps": 1})
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model_card.md").write_text(card)
         log.artifact(Path(tmp) / "model_card.md")
@@ -122,8 +134,8 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
         log.artifact(samples)
     return mlflow.pyfunc.log_model(
         name=entry.key, python_model=str(PYFUNC_FILE), artifacts={"pipeline": entry.folder},
-        signature=signature, model_config={**defaults, "scheduler": entry.scheduler}, code_paths=[str(COMPAT_FILE)],
-        pip_requirements=["mlflow", "torch", "diffusers", "transformers", "numpy"])
+        signature=signature, input_example=example, model_config={**defaults, "scheduler": entry.scheduler},
+        code_paths=[str(COMPAT_FILE)], pip_requirements=pinned_requirements())
 
 
 def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
@@ -142,10 +154,12 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
         with stage_run(params, "register" if entry.key == STUDENTS[0].name else f"register-{entry.key}",
                        tuple(type(params).model_fields)) as log:
             run_id = mlflow.active_run().info.run_id
-            log({f"model.{k}": v for k, v in flatten(metrics[entry.key]).items() if isinstance(v, (int, float))})
             log({f"{REFERENCE.name}.{k}": v for k, v in flatten(metrics[REFERENCE.name]).items() if isinstance(v, (int, float))})
             info = _log_model(params, entry, log, model_card(entry, "(new)", metrics, params.model_dump(), lineage,
                                                              commit, run_id), samples if samples.exists() else None)
+            # on the run and on the logged model: its registered version shows them (MLflow 3)
+            mlflow.log_metrics({f"model.{k}": float(v) for k, v in flatten(metrics[entry.key]).items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)}, model_id=info.model_id)
             # the full lineage and every param and metric live in the run and the model card; the
             # version keeps the few tags a user filters by, so aliases and card stay readable in the UI
             mlflow.set_tags({f"dvc.{path}": md5 for path, md5 in lineage.items()})

@@ -68,7 +68,7 @@ def train_text_encoder(cfg, tokenizer: CLIPTokenizer, seed: int, log=None) -> tu
     params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    for step in (bar := tqdm(range(cfg.steps), desc="teacher text encoder", mininterval=2)):
+    for step in (bar := tqdm(range(cfg.steps), desc="teacher text encoder")):
         texts, labels = _caption_batch(rng, cfg.batch_size)
         pooled = model(tokenize(tokenizer, texts)).pooler_output
         loss = sum(F.cross_entropy(heads[a](pooled), labels[a], ignore_index=-100) for a in ATTRIBUTES)

@@ -8,26 +8,13 @@ from transformers import CLIPTokenizer
 N_MERGES = 49152 - 256 - 2  # the merges CLIP uses; gives the standard 49408-token vocabulary
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
 def clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's 49408-token vocabulary and BPE merges, rebuilt from open_clip's bundled file."""
     import open_clip.tokenizer as oct
 
     lines = gzip.open(oct.default_bpe()).read().decode("utf-8").split("\n")[1: N_MERGES + 1]
     merges = [tuple(m.split()) for m in lines]
-    units = list(_bytes_to_unicode().values())
+    units = list(oct.bytes_to_unicode().values())  # GPT-2/CLIP's reversible byte -> character table
     tokens = units + [u + "</w>" for u in units] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     return {tok: i for i, tok in enumerate(tokens)}, merges
 

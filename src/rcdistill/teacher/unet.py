@@ -48,7 +48,7 @@ def train_unet(cfg, latents: torch.Tensor, text_index: torch.Tensor, text_embeds
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    for step in (bar := tqdm(range(cfg.steps), desc="teacher unet", mininterval=2)):
+    for step in (bar := tqdm(range(cfg.steps), desc="teacher unet")):
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=gen)
         z0 = latents[idx]
         cond = text_embeds[text_index[idx]]

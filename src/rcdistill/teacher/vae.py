@@ -33,7 +33,7 @@ def train_vae(cfg, images_u8: torch.Tensor, seed: int, log=None) -> AutoencoderK
     vae = build_vae(cfg, images_u8.shape[-1]).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    for step in (bar := tqdm(range(cfg.steps), desc="teacher vae", mininterval=2)):
+    for step in (bar := tqdm(range(cfg.steps), desc="teacher vae")):
         x = to_unit(images_u8[torch.randint(len(images_u8), (cfg.batch_size,), generator=gen)]) * 2 - 1
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=None)).sample
