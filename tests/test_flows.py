@@ -335,7 +335,7 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     stages_table = json.loads(arts["rcdistill-stages"].data)
     assert [row["stage"] for row in stages_table] == FLOW_STAGES
     metrics_rows = json.loads(arts["rcdistill-metrics-table"].data)
-    assert any(r["file"] == "metrics/distill.json" and r["metric"] == "student_unet_params" for r in metrics_rows)
+    assert any(r["file"] == "metrics/distill.json" and r["metric"] == "distill.student_unet_params" for r in metrics_rows)
     link = arts["rcdistill-mlflow-run"].data  # Prefect stores a link artifact as markdown: [text](url)
     assert f"/#/experiments/{flow_run.info.experiment_id}/runs/{flow_run.info.run_id})" in link
     if reg_path.exists():
