@@ -98,12 +98,12 @@ def recipe_section(rec: dict | None) -> list[str]:
     lines = ["`benchmarks/teacher_recipe.py` trains each candidate with the teacher stage's own code and judges it with the "
              "gate's own function at several DDIM step counts; drift = largest minus smallest accuracy across them.",
              *([rec["note"]] if rec.get("note") else []), "",
-             "| recipe | prediction | Min-SNR γ | UNet steps × batch | wall (s) | DDIM steps | seen shape | seen colour | unseen shape | unseen colour | largest drift |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | prediction | Min-SNR γ | VAE steps | UNet steps × batch | wall (s) | DDIM steps | seen shape | seen colour | unseen shape | unseen colour | largest drift |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         u, n = r.get("teacher_unet", {}), r["eval_per_set"]
         for k, cell in sorted(r["by_steps"].items(), key=lambda kv: int(kv[0])):
-            lines.append(f"| {r['name']} | {u.get('prediction_type', '?')} | {u.get('snr_gamma', '?')} | "
+            lines.append(f"| {r['name']} | {u.get('prediction_type', '?')} | {u.get('snr_gamma', '?')} | {r.get('vae_steps', '?')} | "
                          f"{u.get('steps', r['unet_steps'])} × {u.get('batch_size', '?')} | {r['total_s']:.0f} | {k} | "
                          + " | ".join(acc(cell[s][a], n) for s, a in
                                       (("seen", "shape"), ("seen", "colour"), ("unseen", "shape"), ("unseen", "colour")))

@@ -134,7 +134,7 @@ class UnetParams(Strict):
     attention_head_dim: int = Field(8, ge=1)
     train_images: int = Field(30000, ge=64)
     steps: int = Field(1500, ge=1)
-    batch_size: int = Field(128, ge=2)
+    batch_size: int = Field(64, ge=2)
     lr: float = Field(2e-3, gt=0, le=1)
     drop_text: float = Field(0.1, ge=0, le=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
