@@ -329,6 +329,9 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     if "register" in FLOW_STAGES and reg_path.exists():
         reg = json.loads(reg_path.read_text())
         assert result["model_version"] == reg["version"] and f"version **{reg['version']}**" in md
+    # each stage task's result is persisted (JSON in Prefect's result storage): readable after the run
+    persisted = task_runs(state)["dvc repro distill"].state.result()
+    assert persisted["stage"] == "distill" and persisted["status"] == "ran"
     # table and link artifacts: stages, metrics, the MLflow run, each registered version
     arts = artifacts_of(fr)
     assert arts["rcdistill-stages"].type == "table" and arts["rcdistill-metrics-table"].type == "table"
