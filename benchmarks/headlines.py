@@ -143,6 +143,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect-only", action="store_true", help="only read finished experiments")
     ap.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="run only these experiments")
+    ap.add_argument("--timeout-s", type=float, default=2 * 3600,
+                    help="give up on one experiment after this long (a second teacher takes ~15 min on 2 cores)")
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     old = OUT.with_suffix(".json")
@@ -154,10 +156,11 @@ def main() -> None:
                 print(f"{name}: already run on this commit", flush=True)
                 continue
             t0 = time.perf_counter()
-            dvc("exp", "run", "--temp", "-n", name, *EXPERIMENTS[name])
+            dvc("exp", "run", "--temp", "-n", name, *EXPERIMENTS[name], timeout_s=args.timeout_s)
             seconds[name] = round(time.perf_counter() - t0, 1)
             print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    result = collect(params, seconds)
+    on_head = experiments_on_head()
+    result = collect(params, {k: v for k, v in seconds.items() if k in on_head})  # no times of older commits
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     OUT.with_suffix(".md").write_text(markdown(result))
