@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import INPUTS, RUN_ID
 
 PERMANENT_EXIT_CODES = {1: "quality gate failed", 2: "user error (params or input)"}
 TAIL_LINES = 40
@@ -83,8 +83,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 # The stage's result (status, seconds, what DVC reran) is persisted as JSON, so a finished flow
-# run's task results stay readable; the task itself is never cached: DVC decides what is stale.
-@task(name="dvc-repro", cache_policy=NO_CACHE, persist_result=True, result_serializer="json",
+# run's task results stay readable. Prefect writes a result only under a cache key (NO_CACHE writes
+# nothing), so the key is the inputs within this flow run: no other run can hit it, and DVC still
+# decides what is stale.
+@task(name="dvc-repro", cache_policy=INPUTS + RUN_ID, persist_result=True, result_serializer="json",
       retry_condition_fn=_retry_transient)
 def dvc_stage(workspace: str, stage: str, env: dict[str, str], timeout_s: float | None = None) -> dict[str, Any]:
     """`dvc repro <stage>` (DVC reruns stale upstream stages itself); output into the run logger.
