@@ -47,9 +47,10 @@ from flows.dvc_experiment import experiment_name, save_experiment  # noqa: E402
 from flows.dvc_pipeline import dvc_stages, flow_stages, stage_metrics  # noqa: E402
 from flows.mlflow_run import FlowRun  # noqa: E402
 from flows.params_overrides import apply_overrides, collect_overrides  # noqa: E402
-from flows.stage_task import StageFailed, dvc_stage, stage_env  # noqa: E402
+from flows.stage_task import TIMED_OUT, StageFailed, dvc_stage, stage_env  # noqa: E402
 from flows.summary_artifact import (ARTIFACT_KEY, METRICS_TABLE_KEY, MLFLOW_RUN_LINK_KEY, STAGES_TABLE_KEY,  # noqa: E402
-                                    metrics_table, model_link_key, registered_versions, summary_markdown)
+                                    metrics_table, model_link_key, register_result, registered_versions,
+                                    summary_markdown)
 from flows.workspace_lock import WorkspaceBusy, ensure_global_limit, workspace_key, workspace_lock  # noqa: E402
 from rcdistill.config import load_params, parse_set  # noqa: E402
 from rcdistill.errors import ParamsError, RcdError, UserError  # noqa: E402
@@ -159,9 +160,9 @@ def rcdistill(
                 run_tags["dvc.experiment"] = experiment
             mlrun.finish(failed is None, run_tags, numeric)
             _artifacts(ws, p, wanted, changed, results, failed, metrics, mlrun, fr_id, experiment)
-    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), {})
+    reg = register_result(metrics)
     return {"workspace": str(ws), "overrides": wanted, "changed": sorted(changed), "stages": results,
-            "mlflow_run_id": mlrun.run_id, "model_version": reg.get("version") if isinstance(reg, dict) else None,
+            "mlflow_run_id": mlrun.run_id, "model_version": reg.get("version"),
             "dvc_experiment": experiment}
 
 
@@ -194,7 +195,7 @@ def exit_code(state) -> int:
     if state.is_completed():
         return 0
     err = state.result(raise_on_failure=False)
-    if isinstance(err, FlowTimeout) or (isinstance(err, StageFailed) and err.reason.startswith("timed out")):
+    if isinstance(err, FlowTimeout) or (isinstance(err, StageFailed) and err.reason.startswith(TIMED_OUT)):
         return TIMEOUT_EXIT_CODE
     if isinstance(err, StageFailed) and err.exit_code in (1, 2, 3):
         return err.exit_code

@@ -16,6 +16,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, RUN_ID
 
 PERMANENT_EXIT_CODES = {1: "quality gate failed", 2: "user error (params or input)"}
+TIMED_OUT = "timed out"  # the reason of a stage stopped at orchestration.stage_timeout_s
 TAIL_LINES = 40
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PROGRESS = re.compile(r"\d+%\|")
@@ -129,7 +130,7 @@ def dvc_stage(workspace: str, stage: str, env: dict[str, str], timeout_s: float 
     seconds = time.monotonic() - start
     if timed_out.is_set():
         raise StageFailed(stage, None, "\n".join(tail), False,
-                          f"timed out after {timeout_s:.0f} s (orchestration.stage_timeout_s)")
+                          f"{TIMED_OUT} after {timeout_s:.0f} s (orchestration.stage_timeout_s)")
     if rc != 0:
         text = "\n".join(tail)
         m = re.findall(r"exited with (-?\d+)", text)

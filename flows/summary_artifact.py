@@ -23,6 +23,12 @@ def model_link_key(model: str) -> str:
     return f"rcdistill-model-{model.replace('_', '-')}"
 
 
+def register_result(metrics: dict[str, dict]) -> dict:
+    """metrics/register.json among the stages' metrics ({} when `register` has not run)."""
+    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), None)
+    return reg if isinstance(reg, dict) else {}
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         v = f"{v:.4g}"
@@ -48,8 +54,8 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
     md += ["", "## MLflow", "", "| what | value |", "|---|---|",
            f"| tracking URI | `{mlflow_run.uri}` |", f"| flow run id | `{mlflow_run.run_id or '-'}` |"]
     md += [f"| stage run `{name}` | `{rid}` |" for name, rid in stage_runs]
-    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), None)
-    if isinstance(reg, dict):
+    reg = register_result(metrics)
+    if reg:
         md += [f"| registered model | `{reg.get('model_name', '-')}` version **{reg.get('version', '-')}** |",
                f"| register run id | `{reg.get('run_id', '-')}` |"]
         if "champion_version" in reg:
@@ -70,8 +76,6 @@ def summary_markdown(*, ws: Path, overrides: dict, changed: dict, results: list[
         md += [""]
     return "\n".join(md) + "\n"
 
-
-
 def metrics_table(metrics: dict[str, dict]) -> list[dict[str, Any]]:
     """One row per metric: its file, its dotted name and value (numbers stay numbers)."""
     return [{"file": path, "metric": k, "value": v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)}
@@ -80,8 +84,8 @@ def metrics_table(metrics: dict[str, dict]) -> list[dict[str, Any]]:
 
 def registered_versions(metrics: dict[str, dict]) -> list[tuple[str, str, int]]:
     """(roster name, registered model name, version) of every student register.json names."""
-    reg = next((m for path, m in metrics.items() if Path(path).stem == "register"), None)
-    if not isinstance(reg, dict):
+    reg = register_result(metrics)
+    if not reg:
         return []
     rows = [(STUDENTS[0].name, reg.get("model_name"), reg.get("version"))]
     rows += [(m.name, reg[m.name].get("model_name"), reg[m.name].get("version"))
