@@ -28,9 +28,29 @@ major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
 print(torch.__version__ if (major, minor) >= (2, 13) else "")
 PY
 )"
+# uv (from the package registry) installs in seconds what pip takes minutes over; pip is the
+# fallback when uv cannot be had.
+have_uv() { [ -x "$VENV/bin/uv" ] || pip_q uv; "$VENV/bin/uv" --version >/dev/null 2>&1; }
+
+# The CPU wheel of torch where pip's find-links hold it (uv reads no pip.conf): uv installs the
+# file in about 2 s where pip unpacks and byte-compiles it in about 27 s.
+local_torch_wheel() {
+  local dirs tag
+  dirs="${PIP_FIND_LINKS:-$("$PY" -m pip config get global.find-links 2>/dev/null || true)}"
+  tag="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+  for d in $dirs; do
+    ls "${d#file://}"/torch-"$TORCH_CPU_VERSION"+cpu-"$tag"-"$tag"-*linux*x86_64.whl 2>/dev/null | head -1
+  done | head -1
+}
+
 if [ -z "$have_torch" ]; then
   echo "setup: installing torch==$TORCH_CPU_VERSION (CPU wheel) into $VENV"
-  pip_q "torch==$TORCH_CPU_VERSION"
+  wheel="$(local_torch_wheel)"
+  if [ -n "$wheel" ] && have_uv; then
+    "$VENV/bin/uv" pip install --quiet --python "$PY" "$wheel"
+  else
+    pip_q "torch==$TORCH_CPU_VERSION"
+  fi
   have_torch="$("$PY" -c 'import torch; print(torch.__version__)')"
 else
   echo "setup: keeping torch $have_torch"
@@ -42,10 +62,9 @@ echo "torch==${have_torch}" >> "$pins"
 case "$have_torch" in 2.13.*) echo "torchvision==0.28.0" >> "$pins" ;; esac
 
 echo "setup: installing rcdistill and its dependencies (first time: under a minute with uv)"
-# uv (from the package registry) resolves and installs the ~200 dependencies in seconds where pip
-# takes about two minutes; it keeps the torch installed above, which the pins name. pip is the
-# fallback when uv cannot be had.
-if pip_q uv && "$VENV/bin/uv" --version >/dev/null 2>&1; then
+# uv resolves and installs the ~200 dependencies in seconds where pip takes about two minutes;
+# it keeps the torch installed above, which the pins name.
+if have_uv; then
   "$VENV/bin/uv" pip install --quiet --python "$PY" -c "$pins" -e ".[dev]"
 else
   echo "setup: uv unavailable, installing with pip (a few minutes)"

@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 # The teacher stage's output. The toy teacher is trained into it (teacher.path must name it); a
 # pretrained teacher lives wherever teacher.path says and this folder records which one it is.
 TEACHER_DIR = "models/teacher"
+# Eval-set samples a checking stage drew (teacher gate, the students' checks), one file per roster
+# model: `evaluate` scores them instead of drawing them again (eval_samples.py).
+EVAL_SAMPLES_DIR = "data/eval_samples"
+
+
+def eval_samples_file(model: str) -> str:
+    return f"{EVAL_SAMPLES_DIR}/{model}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ STAGES: tuple[Stage, ...] = (
                  "never retrains it (teacher_gate re-judges it in seconds); the classifier checks its VAE")),
     Stage("teacher_gate", "rcd teacher-gate", "the teacher's quality gate on the seen and unseen eval sets",
           "teacher", ("teacher.gate", "sampling", "prompts.source"),
-          deps=(TEACHER_DIR, "${evaluators.out_dir}") + _EVAL_SETS, metrics=("metrics/teacher.json",),
+          deps=(TEACHER_DIR, "${evaluators.out_dir}") + _EVAL_SETS, outs=(eval_samples_file("teacher"),),
+          metrics=("metrics/teacher.json",),
           notes=("a failure stops everything downstream",)),
     Stage("cache_latents", "rcd cache-latents --rebuild", "teacher latents for the cache prompt pool",
           "cache", ("teacher.path", "sampling", "cache"),
@@ -70,15 +78,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("distill", "rcd distill", "Random Conditioning distillation of the teacher into a BK student",
           "distill", ("distill", "sampling", "prompts.source", "teacher.gate.eval_per_set"),
           deps=("${cache.out_dir}", "${prompts.out_dir}", TEACHER_DIR, "${evaluators.out_dir}"),
-          outs=("${distill.out_dir}",), metrics=("metrics/distill.json",), plots=("plots/distill_loss.csv",)),
+          outs=("${distill.out_dir}", eval_samples_file("student")), metrics=("metrics/distill.json",),
+          plots=("plots/distill_loss.csv",)),
     Stage("consistency", "rcd consistency", "few-step student: latent consistency distillation with RC",
           "consistency", ("consistency", "sampling", "prompts.source", "teacher.gate.eval_per_set"),
           deps=("${cache.out_dir}", "${prompts.out_dir}", TEACHER_DIR, "${distill.out_dir}", "${evaluators.out_dir}"),
-          outs=("${consistency.out_dir}",), metrics=("metrics/consistency.json",),
+          outs=("${consistency.out_dir}", eval_samples_file("student_fast")), metrics=("metrics/consistency.json",),
           plots=("plots/consistency_loss.csv",)),
     Stage("evaluate", "rcd evaluate", "teacher vs students on the seen and unseen eval sets, same seeds",
           "evaluate", ("evaluate", "sampling", "world", "prompts.source"),
-          deps=_EVAL_SETS + (TEACHER_DIR, "${distill.out_dir}", "${consistency.out_dir}", "${evaluators.out_dir}"),
+          deps=_EVAL_SETS + (TEACHER_DIR, "${distill.out_dir}", "${consistency.out_dir}", "${evaluators.out_dir}")
+          + tuple(eval_samples_file(m) for m in ("teacher", "student", "student_fast")),
           outs=("${evaluate.out_dir}",), metrics=("metrics/evaluate.json",),
           plots=("plots/concept_accuracy.csv", "plots/quality_vs_steps.csv"),
           notes=("evaluate.out_dir: sample grids, teacher (top) and student (bottom) on the same prompts and seeds",)),

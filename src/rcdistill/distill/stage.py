@@ -13,12 +13,13 @@ from diffusers import StableDiffusionPipeline
 
 from ..cache.latents import load_cache
 from ..config import Params
+from ..eval_samples import EvalSamples, keep_samples
 from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from ..sampling import generate, load_pipeline
-from ..stage_table import metrics_file, plot_file
+from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..tracking import stage_run
 from .kd import distill
 
@@ -99,7 +100,8 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
                          steps: int | None = None, guidance_scale: float | None = None,
                          extra_files: dict[str, dict] | None = None, label: str = "student") -> None:
     """Write the pipeline folder atomically, with a first look at its seen/unseen concept accuracy
-    (the evaluate stage does the full report) and a sample sheet; `metrics` gains `seen`/`unseen`."""
+    (the evaluate stage does the full report) and a sample sheet; `metrics` gains `seen`/`unseen`.
+    The samples are kept for `evaluate` under the roster name `label` (eval_samples.py)."""
     pipe.set_progress_bar_config(disable=True)
     s = params.sampling
     steps, guidance_scale = steps or s.steps, s.guidance_scale if guidance_scale is None else guidance_scale
@@ -108,7 +110,7 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
         pipe.save_pretrained(tmp, safe_serialization=True)
         for name, content in (extra_files or {}).items():
             atomic_write_json(tmp / name, content)
-        samples = []
+        sets: dict[str, EvalSamples] = {}
         for name in ("seen", "unseen"):
             rows = read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
             if not rows:
@@ -117,11 +119,13 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
                 metrics[name], images = sampled_accuracy(pipe, rows, classifier, params, f"{label} check ({name})",
                                                          steps, guidance_scale)
             else:
-                images = generate(pipe, [r["text"] for r in rows[:10]], [r["seed"] for r in rows[:10]], steps,
+                rows = rows[:10]
+                images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], steps,
                                   guidance_scale, s.batch_size, desc=f"{label} samples")
-            samples.append(images[:20])
-        if samples:
-            sheet = grid(torch.cat(samples), ncol=10, scale=3)
+            sets[name] = EvalSamples(rows, images)
+        keep_samples(eval_samples_file(label), pipe, tmp, sets, s, steps, guidance_scale)
+        if sets:
+            sheet = grid(torch.cat([e.images[:20] for e in sets.values()]), ncol=10, scale=3)
             sheet.save(tmp / "samples.png")
             log.image(sheet, f"{label}_samples.png")
     for name in ("seen", "unseen"):

@@ -2,7 +2,11 @@
 on the `seen` and `unseen` eval sets, at every step count in `evaluate.steps`; FID/KID against
 reference images, CLIP score, concept accuracy, milliseconds per image (whole pipeline, CFG passes
 counted) and per UNet call. Writes metrics/evaluate.json (dvc metrics), quality against steps and
-per-concept accuracy (dvc plots), and sample grids (one row per model)."""
+per-concept accuracy (dvc plots), and sample grids (one row per model).
+
+At each model's default steps the eval sets were already drawn by the stage that checked it (teacher
+gate, the students' checks): those images are scored when they are exactly what would be drawn here
+(eval_samples.py), and one timed batch gives the milliseconds per image."""
 from __future__ import annotations
 
 import time
@@ -12,11 +16,12 @@ import torch
 
 from ..config import Params
 from ..errors import UserError
+from ..eval_samples import reuse_samples, sampling_key
 from ..images import grid, pil_to_u8, resize_u8
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from ..roster import BY_NAME, REFERENCE
 from ..sampling import generate, image_size
-from ..stage_table import metrics_file, plot_file
+from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..tracking import flatten, stage_run
 from ..world.render import render_attributes
 from .concepts import concept_accuracy, row_labels
@@ -70,6 +75,28 @@ def score_set(judges: Judges, params: Params, images: torch.Tensor, rows: list[d
     return m, per_concept
 
 
+def kept_samples(pipe, m, steps: int, set_name: str, rows: list[dict], batch_size: int) -> torch.Tensor | None:
+    """The images the stage that checked model `m` drew of this set, when they are exactly what
+    sampling it here would draw (eval_samples.py); else None."""
+    if steps != m.default_steps:
+        return None
+    key = sampling_key(pipe, m.path, rows, steps, m.guidance_scale, batch_size)
+    images = reuse_samples(eval_samples_file(m.name), set_name, key)
+    if images is not None:
+        print(f"{m.name} {steps} steps ({set_name}): scored the samples its checking stage drew "
+              f"({eval_samples_file(m.name)}, same weights, prompts, seeds and sampler)")
+    return images
+
+
+def time_one_batch(pipe, rows: list[dict], steps: int, guidance_scale: float, batch_size: int) -> tuple[float, int]:
+    """Wall seconds and images of sampling the first batch: ms per image when no set was drawn here."""
+    rows = rows[:batch_size]
+    t0 = time.perf_counter()
+    generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], steps, guidance_scale, batch_size,
+             desc="timing one batch")
+    return time.perf_counter() - t0, len(rows)
+
+
 def run_evaluate_stage(params: Params) -> dict:
     cfg, s = params.evaluate, params.sampling
     models = eval_models(params)
@@ -96,16 +123,21 @@ def run_evaluate_stage(params: Params) -> dict:
             for n in m.steps:
                 entry, wall, count = {}, 0.0, 0
                 for set_name, rows in rows_by_set.items():
-                    t0 = time.perf_counter()
-                    images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], n,
-                                      m.guidance_scale, s.batch_size, desc=f"{m.name} {n} steps ({set_name})")
-                    wall, count = wall + time.perf_counter() - t0, count + len(rows)
+                    images = kept_samples(pipe, m, n, set_name, rows, s.batch_size)
+                    if images is None:
+                        t0 = time.perf_counter()
+                        images = generate(pipe, [r["text"] for r in rows], [r["seed"] for r in rows], n,
+                                          m.guidance_scale, s.batch_size, desc=f"{m.name} {n} steps ({set_name})")
+                        wall, count = wall + time.perf_counter() - t0, count + len(rows)
                     if ref_feats[set_name] is None and m.name == REFERENCE.name and judges.features is not None:
                         ref_feats[set_name] = judges.features(images)  # real model, no references: FID to the teacher
                     entry[set_name], concepts = score_set(judges, params, images, rows, ref_feats[set_name])
                     if n == m.default_steps:
                         per_concept.setdefault(m.name, {})[set_name] = concepts
                         grid_rows[set_name].append(images[:k])
+                if not count:  # every set was scored from kept samples: time one batch of the first
+                    wall, count = time_one_batch(pipe, next(iter(rows_by_set.values())), n, m.guidance_scale,
+                                                 s.batch_size)
                 entry["ms_per_image"] = 1000 * wall / max(count, 1)
                 results[m.name]["steps"][str(n)] = entry
             ref = results[m.name]["steps"][str(m.default_steps)]

@@ -45,16 +45,21 @@ class WorldClip:
         self.model = model or open_clip.CLIP(**config)
         self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
         self.image_size = config["vision_cfg"]["image_size"]
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
         return to_unit(resize_u8(images_u8, self.image_size)) * 2 - 1
 
     @torch.no_grad()
     def image_features(self, images_u8: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        # evaluate asks twice for the same images (FID features, then CLIP score): the last answer is kept
+        if self._last is not None and self._last[0] is images_u8:
+            return self._last[1]
         self.model.eval()
-        feats = [self.model.encode_image(self.preprocess(images_u8[s: s + batch_size]), normalize=True)
-                 for s in range(0, len(images_u8), batch_size)]
-        return torch.cat(feats)
+        feats = torch.cat([self.model.encode_image(self.preprocess(images_u8[s: s + batch_size]), normalize=True)
+                           for s in range(0, len(images_u8), batch_size)])
+        self._last = (images_u8, feats)
+        return feats
 
     @torch.no_grad()
     def text_features(self, texts: list[str]) -> torch.Tensor:
