@@ -27,12 +27,14 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from first_run import stage_times  # noqa: E402
 from heldout_sweep import dvc, experiments  # noqa: E402  (the one reader of `dvc exp show`)
 from stats import se  # noqa: E402
 
@@ -92,7 +94,7 @@ def experiments_on_head() -> dict[str, dict]:
             for name, data in found.items()}
 
 
-def collect(params: dict, seconds: dict[str, float]) -> dict:
+def collect(params: dict, seconds: dict[str, float], stages: dict[str, dict] | None = None) -> dict:
     n = params["evaluate"]["eval_per_set"]
     n_gate = params["teacher"]["gate"]["eval_per_set"]
     floors = {a: params["teacher"]["gate"][a] for a in ("shape", "colour")}
@@ -114,7 +116,7 @@ def collect(params: dict, seconds: dict[str, float]) -> dict:
                             f"({t['teacher']['unseen']['shape']:.3f})", t["student"]["unseen"]["shape"],
                             0.9 * t["teacher"]["unseen"]["shape"], se(t["student"]["unseen"]["shape"], n), "min"))
     return {"eval_per_set": n, "gate_eval_per_set": n_gate, "runs": sorted(runs), "missing": sorted(set(EXPERIMENTS) - set(runs)),
-            "experiment_wall_s": seconds,
+            "experiment_wall_s": seconds, "experiment_stages_s": stages or {},
             "few_step_registry": {k: fast_reg.get(k) for k in ("version", "promoted", "reason", "champion_version")},
             "checks": checks, "all_hold": all(c["holds"] for c in checks),
             "all_with_margin": all(c["with_margin"] for c in checks)}
@@ -134,9 +136,40 @@ def markdown(result: dict) -> str:
     if result["experiment_wall_s"]:
         lines.append("Wall time of each experiment (`dvc exp run --temp` from the complete workspace): "
                      + ", ".join(f"{k} {v / 60:.1f} min" for k, v in sorted(result["experiment_wall_s"].items())) + ".")
+    for name, times in sorted(result.get("experiment_stages_s", {}).items()):
+        lines.append(f"Where {name}'s time goes (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + ".")
     if result["missing"]:
         lines.append(f"Not run: {', '.join(result['missing'])}.")
     return "\n".join(lines) + "\n"
+
+
+def timed_experiment(name: str, timeout_s: float) -> tuple[float, dict[str, float]]:
+    """`dvc exp run --temp -n name ...`, its output stamped as it comes: the wall time, and each
+    stage's (from its "Running stage" line to the next; what runs before the first is `setup`)."""
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", name, *EXPERIMENTS[name]]
+    start = time.time()
+    stamped = [(start, "start")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    expired = threading.Event()
+
+    def stop() -> None:  # a hung stage prints nothing: the clock stops it
+        expired.set()
+        proc.kill()
+
+    watchdog = threading.Timer(timeout_s, stop)
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            stamped.append((time.time(), line.rstrip("\n").split("\r")[-1]))
+        rc = proc.wait()
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        raise SystemExit(f"{name}: still running after {timeout_s:.0f} s (--timeout-s); stopped")
+    end = time.time()
+    if rc != 0:
+        raise SystemExit(f"dvc exp run {name} failed (exit {rc}): {stamped[-1][1]}")
+    return round(end - start, 1), {k: round(v, 1) for k, v in stage_times(stamped, end).items()}
 
 
 def main() -> None:
@@ -148,19 +181,19 @@ def main() -> None:
     args = ap.parse_args()
     params = yaml.safe_load(Path("params.yaml").read_text())
     old = OUT.with_suffix(".json")
-    seconds = json.loads(old.read_text()).get("experiment_wall_s", {}) if old.exists() else {}
+    earlier = json.loads(old.read_text()) if old.exists() else {}
+    seconds, stages = earlier.get("experiment_wall_s", {}), earlier.get("experiment_stages_s", {})
     if not args.collect_only:
         done = experiments_on_head()
         for name in args.only or EXPERIMENTS:
             if name in done:
                 print(f"{name}: already run on this commit", flush=True)
                 continue
-            t0 = time.perf_counter()
-            dvc("exp", "run", "--temp", "-n", name, *EXPERIMENTS[name], timeout_s=args.timeout_s)
-            seconds[name] = round(time.perf_counter() - t0, 1)
+            seconds[name], stages[name] = timed_experiment(name, args.timeout_s)
             print(f"{name}: {seconds[name]:.0f} s", flush=True)
     on_head = experiments_on_head()
-    result = collect(params, {k: v for k, v in seconds.items() if k in on_head})  # no times of older commits
+    result = collect(params, {k: v for k, v in seconds.items() if k in on_head},  # no times of older commits
+                     {k: v for k, v in stages.items() if k in on_head})
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     OUT.with_suffix(".md").write_text(markdown(result))

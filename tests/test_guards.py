@@ -61,7 +61,7 @@ def test_every_effective_setting_is_written_in_params_yaml():
     ("distill.steps", True, "distill.steps"),
     ("sampling.steps", "25", "sampling.steps"),
     # rules across keys
-    ("distill.warmup_steps", 600, "warmup_steps 600 is not below steps 600"),
+    ("distill.warmup_steps", 450, "warmup_steps 450 is not below steps 450"),
     ("consistency.num_ddim_timesteps", 2, "beyond the solver grid"),  # default_steps 4
     ("teacher.unet.attention_head_dim", 24, "does not divide"),
     ("teacher.text_encoder.heads", 3, "do not divide"),

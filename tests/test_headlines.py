@@ -101,3 +101,12 @@ def test_running_experiments_are_not_read(monkeypatch):
     monkeypatch.setattr(headlines, "dvc", lambda *a: json.dumps(show))
     monkeypatch.setattr(headlines.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout="head\n"))
     assert headlines.experiments_on_head() == {"norc": {"metrics/evaluate.json": {"x": "norc"}}}
+
+
+def test_markdown_says_where_an_experiments_time_goes():
+    result = {"eval_per_set": 640, "gate_eval_per_set": 640, "checks": [], "few_step_registry": {},
+              "experiment_wall_s": {"heldout-cross": 300.0}, "missing": [],
+              "experiment_stages_s": {"heldout-cross": {"setup": 4.0, "prompts": 3.2, "distill": 100.4}}}
+    md = headlines.markdown(result)
+    assert "heldout-cross 5.0 min" in md
+    assert "Where heldout-cross's time goes (s): setup 4, prompts 3, distill 100." in md

@@ -80,7 +80,7 @@ class ClipParams(Strict):
     embed_dim: int = Field(64, ge=8)
     width: int = Field(64, ge=16, description="text transformer width (image tower: half of it)")
     layers: int = Field(2, ge=1)
-    steps: int = Field(300, ge=1)
+    steps: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=4)
     lr: float = Field(3e-3, gt=0, le=1)
     eval_images: int = Field(2000, ge=50)
@@ -194,7 +194,7 @@ class TrainLoopParams(Strict):
     out_dir: str = "models/student"
     work_dir: str = "outputs/distill"    # checkpoints; a killed run resumes from the newest
     seed: int = 4
-    steps: int = Field(600, ge=1)
+    steps: int = Field(450, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
@@ -266,7 +266,7 @@ class ConsistencyParams(TrainLoopParams):
     guidance_scale: float = Field(3.0, ge=1.0, le=50.0)  # embedded as w = guidance_scale - 1, no CFG pass
     seed: int = 5
     lr: float = Field(2e-4, gt=0, le=1)
-    steps: int = Field(400, ge=1)
+    steps: int = Field(300, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     rc_prob: float = Field(0.2, ge=0, le=1)
     drop_text: float = Field(0.05, ge=0, le=1)
@@ -298,7 +298,7 @@ class EvaluateParams(Strict):
     reference_dir: str | None = None      # real reference images for FID/KID (prompts.source: files)
     clip_model: str | None = None         # open_clip architecture name for CLIP score (real models)
     clip_checkpoint: str | None = None    # its weights, a local file
-    kid_subsets: int = Field(100, ge=1)
+    kid_subsets: int = Field(20, ge=1)
     latency_repeats: int = Field(5, ge=1, le=1000)
     grid_prompts: int = Field(10, ge=1, le=100)
     # sampling steps per model (teacher and student: the `sampling` scheduler; student_fast: its LCM
