@@ -86,10 +86,13 @@ def teacher_checks(gate: dict, floors: dict, n: int, label: str) -> list[dict]:
             for s, a in CELLS if s in gate]
 
 
+def head_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def experiments_on_head() -> dict[str, dict]:
     """name -> {path: metrics} for every experiment on the current commit."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    found = experiments(json.loads(dvc("exp", "show", "--json") or "[]"), head)
+    found = experiments(json.loads(dvc("exp", "show", "--json") or "[]"), head_commit())
     return {name: {p: (m or {}).get("data") or {} for p, m in (data.get("metrics") or {}).items()}
             for name, data in found.items()}
 
@@ -115,7 +118,7 @@ def collect(params: dict, seconds: dict[str, float], stages: dict[str, dict] | N
         checks.append(check("held out cross: RC student unseen shape >= 0.9x teacher "
                             f"({t['teacher']['unseen']['shape']:.3f})", t["student"]["unseen"]["shape"],
                             0.9 * t["teacher"]["unseen"]["shape"], se(t["student"]["unseen"]["shape"], n), "min"))
-    return {"eval_per_set": n, "gate_eval_per_set": n_gate, "runs": sorted(runs), "missing": sorted(set(EXPERIMENTS) - set(runs)),
+    return {"commit": head_commit(), "eval_per_set": n, "gate_eval_per_set": n_gate, "runs": sorted(runs), "missing": sorted(set(EXPERIMENTS) - set(runs)),
             "experiment_wall_s": seconds, "experiment_stages_s": stages or {},
             "few_step_registry": {k: fast_reg.get(k) for k in ("version", "promoted", "reason", "champion_version")},
             "checks": checks, "all_hold": all(c["holds"] for c in checks),
@@ -123,7 +126,8 @@ def collect(params: dict, seconds: dict[str, float], stages: dict[str, dict] | N
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Eval sets of {result['eval_per_set']} prompts (teacher gate {result['gate_eval_per_set']}); "
+    lines = [f"Commit {result.get('commit', '?')[:7]}: the workspace's run and every experiment on it. "
+             f"Eval sets of {result['eval_per_set']} prompts (teacher gate {result['gate_eval_per_set']}); "
              "SE = sqrt(p(1-p)/n), of a difference: both SEs in quadrature. Margin: how far the value clears "
              "its target; 'with margin' means by more than 2 SE.", "",
              "| headline | value | target | SE | margin | holds |", "|---|---|---|---|---|---|"]
