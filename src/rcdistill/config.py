@@ -235,12 +235,24 @@ class TrainLoopParams(Strict):
         return self
 
 
+class UnpairedParams(Strict):
+    """How Random Conditioning's unpaired samples are drawn and weighted. The defaults are the paper's
+    recipe (unpaired samples are treated like paired ones but for the task loss); the others are
+    the variants benchmarks/rc_variants.py measures on concepts RC teaches poorly."""
+    weight: float = Field(1.0, ge=0)        # weight of an unpaired sample in the output and feature losses (paired: 1)
+    t_min: int = Field(0, ge=0)             # their timesteps come from the sampler, limited to t >= t_min
+    target: Literal["conditional", "guided"] = "conditional"  # guided: the teacher's CFG output is their output target
+    guidance_scale: float = Field(3.0, ge=1)  # for target: guided
+    pairing: Literal["uniform", "matched"] = "uniform"  # matched: a cached latent sharing the most other attributes
+
+
 class DistillParams(TrainLoopParams):
     student: str = "bk_small"
     init: Literal["teacher", "random"] = "teacher"  # teacher: BK-SDM's copy of surviving blocks | random: from scratch
     timestep_sampler: Literal["uniform", "exp"] = "exp"
     exp_lambda: float = Field(5.0, gt=0)
     loss: LossWeights = LossWeights()
+    unpaired: UnpairedParams = UnpairedParams()
 
     @field_validator("student")
     @classmethod

@@ -14,6 +14,7 @@ import torch
 from diffusers import DDPMScheduler, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 from ..precision import frozen_dtype
+from ..targets import clean_and_noise
 from .data import RCBatch, RCSampler, TextBank
 from .loop import make_accelerator, train
 
@@ -38,17 +39,6 @@ def with_guidance_input(unet: UNet2DConditionModel, dim: int) -> UNet2DCondition
 def lcm_scheduler(scheduler_config, num_ddim_timesteps: int) -> LCMScheduler:
     """The sampler of a consistency student: same betas and prediction type, the solver's grid."""
     return LCMScheduler.from_config(scheduler_config, original_inference_steps=num_ddim_timesteps)
-
-
-def _x0_and_eps(kind: str, out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
-    """Clean latent and noise implied by a UNet output of the scheduler's prediction type."""
-    if kind == "epsilon":
-        return (x - sigma * out) / alpha, out
-    if kind == "v_prediction":
-        return alpha * x - sigma * out, alpha * out + sigma * x
-    if kind == "sample":
-        return out, (x - alpha * out) / sigma
-    raise ValueError(f"unsupported prediction_type {kind!r}")
 
 
 def huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
@@ -81,7 +71,7 @@ class ConsistencyObjective:
 
     def _boundary(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """f(x, t) = c_skip(t) x + c_out(t) x0(x, t): the consistency function's parametrisation."""
-        x0, _ = _x0_and_eps(self.kind, out.float(), x, self._at(self.alphas, t), self._at(self.sigmas, t))
+        x0, _ = clean_and_noise(self.kind, out.float(), x, self._at(self.alphas, t), self._at(self.sigmas, t))
         c_skip, c_out = self.boundary.get_scalings_for_boundary_condition_discrete(t)
         return c_skip.view(-1, 1, 1, 1) * x + c_out.view(-1, 1, 1, 1) * x0
 
@@ -93,8 +83,8 @@ class ConsistencyObjective:
         both = self.teacher(torch.cat([x, x]).to(td), torch.cat([start, start]),
                             torch.cat([cond, self.uncond.expand_as(cond)]).to(td)).sample.float()
         a, s = self._at(self.alphas, start), self._at(self.sigmas, start)
-        x0_c, eps_c = _x0_and_eps(self.kind, both[:b], x, a, s)
-        x0_u, eps_u = _x0_and_eps(self.kind, both[b:], x, a, s)
+        x0_c, eps_c = clean_and_noise(self.kind, both[:b], x, a, s)
+        x0_u, eps_u = clean_and_noise(self.kind, both[b:], x, a, s)
         x0, eps = x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u)
         return self._at(self.alphas, prev) * x0 + self._at(self.sigmas, prev) * eps
 

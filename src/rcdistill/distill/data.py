@@ -39,12 +39,20 @@ class RCSampler:
     state has to survive in a checkpoint."""
 
     def __init__(self, latents: torch.Tensor, captions: list[str], rc_pool: list[str], rc_prob: float,
-                 drop_text: float, t_weights: torch.Tensor, seed: int):
+                 drop_text: float, t_weights: torch.Tensor, seed: int, unpaired_t_min: int = 0,
+                 partners: list[torch.Tensor] | None = None):
+        """`unpaired_t_min`: unpaired samples draw t >= it (same weights above it). `partners[j]`: the
+        cached latents pool text j may be paired with (default: any)."""
         if not rc_pool and rc_prob > 0:
             raise ValueError("rc_prob > 0 needs a non-empty Random Conditioning text pool")
+        if not 0 <= unpaired_t_min < len(t_weights):
+            raise ValueError(f"distill.unpaired.t_min: {unpaired_t_min} is outside the schedule's 0..{len(t_weights) - 1}")
         self.latents, self.captions, self.rc_pool = latents, captions, rc_pool
         self.rc_prob, self.drop_text = rc_prob, drop_text
         self.t_weights = t_weights
+        self.unpaired_t_weights = torch.cat([torch.zeros(unpaired_t_min, dtype=t_weights.dtype),
+                                             t_weights[unpaired_t_min:]]) if unpaired_t_min else None
+        self.partners = partners
         self.seed, self.draws = seed, 0
 
     def sample(self, batch_size: int, step: int | None = None) -> RCBatch:
@@ -61,9 +69,16 @@ class RCSampler:
             text = self.rc_pool[rc_idx[i]] if swap[i] else self.captions[idx[i]]
             texts.append("" if drop[i] else text)
         timesteps = torch.multinomial(self.t_weights, batch_size, replacement=True, generator=g)
-        z0 = self.latents[idx]
-        noise = torch.randn(z0.shape, generator=g)
-        return RCBatch(z0, noise, timesteps, texts, ~swap, torch.rand(batch_size, generator=g))
+        noise = torch.randn((batch_size, *self.latents.shape[1:]), generator=g)
+        uniform = torch.rand(batch_size, generator=g)
+        # the variants draw after everything above, so the default recipe's batches stay as they were
+        if self.unpaired_t_weights is not None and swap.any():
+            timesteps[swap] = torch.multinomial(self.unpaired_t_weights, int(swap.sum()), replacement=True, generator=g)
+        if self.partners is not None:
+            for i in swap.nonzero().flatten().tolist():
+                choices = self.partners[rc_idx[i]]
+                idx[i] = choices[torch.randint(len(choices), (1,), generator=g)]
+        return RCBatch(self.latents[idx], noise, timesteps, texts, ~swap, uniform)
 
     def state_dict(self) -> dict:
         return {"draws": self.draws}
@@ -94,3 +109,13 @@ class TextBank:
         if self.mode == "memory":
             return self.table[torch.tensor([self.row[t] for t in texts], device=self.table.device)]
         return self._encode(texts)
+
+
+def matched_partners(pool_rows: list[dict], cache_rows: list[dict], attributes: tuple[str, ...]) -> list[torch.Tensor]:
+    """For each pool text, the cached latents that share the most of its `attributes` (a text naming a
+    held-out shape meets latents that differ from it in little more than the shape)."""
+    def codes(rows):
+        return torch.tensor([[hash(r[a]) for a in attributes] for r in rows])
+    matches = (codes(pool_rows)[:, None, :] == codes(cache_rows)[None, :, :]).sum(-1)  # (pool, cache)
+    best = matches.max(1, keepdim=True).values
+    return [torch.nonzero(row).flatten() for row in matches == best]

@@ -13,6 +13,7 @@ from diffusers import StableDiffusionPipeline
 
 from ..cache.latents import load_cache
 from ..config import Params
+from ..errors import UserError
 from ..eval_samples import EvalSamples, keep_samples
 from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
@@ -21,6 +22,8 @@ from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from ..sampling import generate, load_pipeline
 from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..tracking import stage_run
+from ..world.vocab import ATTRIBUTES
+from .data import matched_partners
 from .kd import distill
 
 METRICS_FILE = Path(metrics_file("distill"))
@@ -96,6 +99,17 @@ def training_data(params: Params):
     return latents, [r["prompt"] for r in rows], rc_pool, cache_identity
 
 
+def matched_pairing(params: Params, captions: list[str]) -> list[torch.Tensor] | None:
+    """distill.unpaired.pairing: matched: each RC pool text's partners among the cached latents."""
+    if params.distill.unpaired.pairing != "matched":
+        return None
+    if params.prompts.source != "world":
+        raise UserError("distill.unpaired.pairing: matched needs the world's attributes (prompts.source: world)")
+    folder = Path(params.prompts.out_dir)
+    by_text = {r["text"]: r for r in read_jsonl(folder / "cache.jsonl")}
+    return matched_partners(read_jsonl(folder / "rc.jsonl"), [by_text[c] for c in captions], tuple(ATTRIBUTES))
+
+
 def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir: str, metrics: dict, log,
                          steps: int | None = None, guidance_scale: float | None = None,
                          extra_files: dict[str, dict] | None = None, label: str = "student") -> None:
@@ -139,14 +153,15 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
     latents, captions, rc_pool, cache_identity = training_data(params)
     main = join_run(cfg, cache_identity)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    partners = matched_pairing(params, captions)
     if not main:
-        distill(cfg, teacher, latents, captions, rc_pool, stop_after=stop_after)
+        distill(cfg, teacher, latents, captions, rc_pool, stop_after=stop_after, partners=partners)
         return {"helper": True}
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
         log.mlflow.set_tags({"student": cfg.student, "rc_prob": cfg.rc_prob})
         history = LossHistory(cfg.work_dir, log)
-        unet = distill(cfg, teacher, latents, captions, rc_pool, history, stop_after=stop_after)
+        unet = distill(cfg, teacher, latents, captions, rc_pool, history, stop_after=stop_after, partners=partners)
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32))
