@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcdistill.cache.latents import load_cache  # noqa: E402
 from rcdistill.config import load_params  # noqa: E402
+from rcdistill.distill.data import timestep_weights  # noqa: E402
 from rcdistill.evaluate.concepts import row_labels  # noqa: E402
 from rcdistill.evaluators.classifier import load_classifier  # noqa: E402
 from rcdistill.io import atomic_write_json, atomic_write_text, read_jsonl  # noqa: E402
@@ -116,12 +117,22 @@ def confusion(samples_file: str, rows: list[dict], concept: str, attr: str, clas
     return {"n": n, "as": {k: counts.get(k, 0) / n for k in ATTRIBUTES[attr]}}
 
 
+def band_weights(kind: str, lam: float, num_t: int = 1000) -> list[float]:
+    """Share of distillation's timesteps (distill.timestep_sampler) that fall in each band."""
+    w = timestep_weights(kind, num_t, lam)
+    return [(w[a:b].sum() / w.sum()).item() for a, b in BANDS]
+
+
 def signal_table(res: dict, mode: str) -> list[str]:
-    lines = [f"| concept | " + " | ".join(f"t {a}–{b}" for a, b in BANDS) + " |", "|---|" + "---|" * len(BANDS)]
+    weights = res["band_weights"]
+    lines = ["| concept | " + " | ".join(f"t {a}–{b}" for a, b in BANDS) + " | over distill's t |",
+             "|---|" + "---|" * (len(BANDS) + 1)]
     for concept, table in res["signal"].items():
         mark = " (held out here)" if concept == res["held_out"] else ""
-        cells = [f"{row[mode]['shows_concept']:.2f} ± {se(row[mode]['shows_concept'], row['n']):.2f}" for row in table]
-        lines.append(f"| {concept}{mark} | " + " | ".join(cells) + " |")
+        shares = [row[mode]["shows_concept"] for row in table]
+        cells = [f"{p:.2f} ± {se(p, row['n']):.2f}" for p, row in zip(shares, table)]
+        mean = sum(w * p for w, p in zip(weights, shares))
+        lines.append(f"| {concept}{mark} | " + " | ".join(cells) + f" | {mean:.2f} |")
     return lines
 
 
@@ -135,7 +146,9 @@ def markdown(res: dict) -> str:
              + ", ".join(f"{k} {100 * v:.0f}%" for k, v in p["partners"].items()) + ".", ""]
     for mode in res["modes"]:
         lines += [f"Share of the teacher's predicted clean latents that show the concept ({mode.replace('_', ' ')}), "
-                  f"for a text naming it on a cached latent of another concept, by timestep band (n = {n} each, ± SE):",
+                  f"for a text naming it on a cached latent of another concept, by timestep band (n = {n} each, ± SE); "
+                  "distillation draws " + ", ".join(f"{100 * w:.0f}%" for w in res["band_weights"]) + " of its timesteps "
+                  "from these bands:",
                   "", *signal_table(res, mode), ""]
     for who in ("teacher", "student"):
         conf = res["confusion"].get(who)
@@ -176,7 +189,9 @@ def main() -> None:
         signal[concept] = band_table(pipe, classifier, latents, [v[a] for v in cache_values], rc_pool, a, concept,
                                      args.per_band, g, args.seed)
     res = {"held_out": held_out, "attribute": attr, "teacher": ident["teacher_fingerprint"],
-           "rc_prob": params.distill.rc_prob, "guidance_scale": g, "modes": list(signal[args.concepts[0]][0])[2:],
+           "rc_prob": params.distill.rc_prob, "guidance_scale": g,
+           "band_weights": band_weights(params.distill.timestep_sampler, params.distill.exp_lambda,
+                                        pipe.scheduler.config.num_train_timesteps), "modes": list(signal[args.concepts[0]][0])[2:],
            "pairing": pairing(held_out, attr, rc_pool, [{attr: v[attr]} for v in cache_values], params.distill.rc_prob),
            "signal": signal,
            "confusion": {who: confusion(eval_samples_file(who), eval_rows, held_out, attr, classifier)

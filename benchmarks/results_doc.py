@@ -1,7 +1,8 @@
 """Writes docs/results.md and README's generated blocks from committed files: no number is typed by hand.
 
 Sources: metrics/*.json (the run that wrote dvc.lock), benchmarks/results/first_run.json,
-stage_overhead.json, teacher_recipe.json, headlines.json, forgetting.json and heldout_sweep.md; README's stage table
+stage_overhead.json, teacher_recipe.json, headlines.json, forgetting.json, heldout_sweep.md,
+rc_diagnosis/*.md and rc_variants.md; README's stage table
 comes from src/rcdistill/stage_table.py. Rerun it after any of them changes (a fast test runs
 `--check`, which fails when the committed text differs from what this writes):
 
@@ -222,6 +223,20 @@ def overhead_section(data: dict | None) -> list[str]:
             f"({', '.join(data['heldout_reruns'])}).", "", "| stage | import s |", "|---|---|", *rows]
 
 
+def rc_concepts_section() -> list[str]:
+    """The teacher's signal per concept (benchmarks/rc_diagnosis.py) and the RC variants (rc_variants.py)."""
+    out = ["What an unpaired sample can teach: `benchmarks/rc_diagnosis.py` puts a text naming a concept on a "
+           "cached latent of another concept, noises it, and classifies the teacher's predicted clean latent "
+           "(the target the student is pulled towards); the last column weighs the bands as distillation draws its "
+           "timesteps. Read it beside the held-out sweep above.", ""]
+    for path in sorted((RESULTS / "rc_diagnosis").glob("teacher_signal_*.md")):
+        out += [path.read_text().rstrip(), ""]
+    variants = RESULTS / "rc_variants.md"
+    out += ["### Variants (`benchmarks/rc_variants.py`, switches under `distill.unpaired`)", "",
+            variants.read_text().rstrip() if variants.exists() else "_not run_"]
+    return out
+
+
 def results_text() -> str:
     params = yaml.safe_load(Path("params.yaml").read_text())
     parts = ["# Results", "",
@@ -237,6 +252,7 @@ def results_text() -> str:
     parts += [head.read_text().rstrip() if head.exists() else "_benchmarks/headlines.py has not run._", ""]
     sweep = RESULTS / "heldout_sweep.md"
     parts += ["## Held-out sweep", "", sweep.read_text().rstrip() if sweep.exists() else "_not run_", "",
+              "## Random Conditioning, concept by concept", "", *rc_concepts_section(), "",
               "## When a no-RC student forgets", "", *forgetting_section(load(RESULTS / "forgetting.json")), ""]
     return "\n".join(parts) + "\n"
 

@@ -69,12 +69,23 @@ def test_every_effective_setting_is_written_in_params_yaml():
     ("consistency.out_dir", "models/student", "overlap"),
     ("distill.work_dir", "models/student/ckpt", "overlap"),
     ("evaluate.steps", {"student_fast": [80]}, "beyond the few-step student's solver grid"),
+    ("distill.unpaired.weight", -1.0, "distill.unpaired.weight"),
+    ("distill.unpaired.guidance_scale", 0.5, "distill.unpaired.guidance_scale"),
+    ("distill.unpaired.target", "cfg", "distill.unpaired.target"),
 ])
 def test_params_holes_are_refused_with_one_line(dotted, value, words):
     with pytest.raises(ParamsError) as err:
         parse_params(_with(dotted, value))
     message = str(err.value)
     assert words in message and "\n" not in message, message
+
+
+def test_matched_pairing_needs_the_worlds_attributes():
+    data = _with("prompts", {"source": "files", "cache_file": "c.txt", "rc_file": "r.txt"})
+    parse_params(data)  # uniform pairing: fine
+    data["distill"] = {**data.get("distill", {}), "unpaired": {"pairing": "matched"}}
+    with pytest.raises(ParamsError, match="matched pairs by the world's attributes"):
+        parse_params(data)
 
 
 def test_the_repository_params_and_profiles_still_load():

@@ -497,6 +497,9 @@ class Params(Strict):
                 if long_[:len(short)] == short:
                     raise ValueError(f"{a} ({outs[a]}) and {b} ({outs[b]}) overlap: one stage's output would "
                                      "overwrite or hold another's")
+        if self.distill.unpaired.pairing == "matched" and self.prompts.source != "world":
+            raise ValueError("distill.unpaired.pairing: matched pairs by the world's attributes; "
+                             "prompts.source 'files' has none (use uniform)")
         fast = self.evaluate.steps.get("student_fast", [])
         if fast and max(fast) > self.consistency.num_ddim_timesteps:
             raise ValueError(f"evaluate.steps.student_fast asks for {max(fast)} steps, beyond the few-step "

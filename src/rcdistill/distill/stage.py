@@ -13,7 +13,6 @@ from diffusers import StableDiffusionPipeline
 
 from ..cache.latents import load_cache
 from ..config import Params
-from ..errors import UserError
 from ..eval_samples import EvalSamples, keep_samples
 from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
@@ -101,10 +100,8 @@ def training_data(params: Params):
 
 def matched_pairing(params: Params, captions: list[str]) -> list[torch.Tensor] | None:
     """distill.unpaired.pairing: matched: each RC pool text's partners among the cached latents."""
-    if params.distill.unpaired.pairing != "matched":
+    if params.distill.unpaired.pairing != "matched":  # (params refuse matched without world prompts)
         return None
-    if params.prompts.source != "world":
-        raise UserError("distill.unpaired.pairing: matched needs the world's attributes (prompts.source: world)")
     folder = Path(params.prompts.out_dir)
     by_text = {r["text"]: r for r in read_jsonl(folder / "cache.jsonl")}
     return matched_partners(read_jsonl(folder / "rc.jsonl"), [by_text[c] for c in captions], tuple(ATTRIBUTES))
