@@ -215,12 +215,19 @@ def fill_blocks(text: str, blocks: dict[str, list[str]]) -> str:
 def overhead_section(data: dict | None) -> list[str]:
     if not data:
         return ["_benchmarks/stage_overhead.py has not run._"]
-    rows = [f"| {k} | {v:.1f} |" for k, v in data["stage_import_s"].items()]
-    return [f"`benchmarks/stage_overhead.py` ({data['date']}, {data['cores']} cores): seconds a stage spends importing "
+    text = (f"`benchmarks/stage_overhead.py` ({data['date']}, {data['cores']} cores): seconds a stage spends importing "
             f"its code in a fresh process before any work (median of {data['repeats']}; the CLI alone "
             f"{data['cli_import_s']:.1f} s). Every stage pays it once per `dvc repro`: {data['all_stages_s']:.0f} s for "
             f"the whole pipeline, {data['heldout_reruns_s']:.0f} s for the stages a held-out experiment reruns "
-            f"({', '.join(data['heldout_reruns'])}).", "", "| stage | import s |", "|---|---|", *rows]
+            f"({', '.join(data['heldout_reruns'])}).")
+    uncached = data.get("stage_import_uncached_s")
+    if not uncached:
+        return [text, "", "| stage | import s |", "|---|---|", *(f"| {k} | {v:.1f} |" for k, v in data["stage_import_s"].items())]
+    text += (f" Compiling every module in every process instead (no cached bytecode: uv installs none, and "
+             f"PYTHONDONTWRITEBYTECODE=1 kept Python from writing it) costs {data['all_stages_uncached_s']:.0f} s and "
+             f"{data['heldout_reruns_uncached_s']:.0f} s.")
+    rows = [f"| {k} | {v:.1f} | {uncached[k]:.1f} | {uncached[k] / v:.1f}x |" for k, v in data["stage_import_s"].items()]
+    return [text, "", "| stage | import s, cached bytecode | compiling | ratio |", "|---|---|---|---|", *rows]
 
 
 def rc_concepts_section() -> list[str]:

@@ -5,3 +5,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_HOME="${PREFECT_HOME:-$PWD/.prefect}"
 export TOKENIZERS_PARALLELISM=false
 export PATH="$PWD/${RCD_VENV:-.venv}/bin:$PATH"
+# Every stage, dvc and rcd call is a fresh Python process: without cached bytecode each one compiles
+# every module it imports again (about half of a stage's 5 s start-up). uv installs no .pyc files,
+# so Python must be allowed to write them on first import (into the project's own .venv and src/).
+unset PYTHONDONTWRITEBYTECODE
