@@ -12,8 +12,11 @@ pool, kept eval samples) for its `world.unseen` (one held-out concept). Three me
    at the sampling guidance) is decoded and classified. The share that shows the concept is what
    an unpaired sample can teach the student about it at that noise level; the held-out sweep says
    how much each concept's RC student learned, so the two can be read side by side.
-3. Confusion: what the teacher's and the RC student's eval samples of the held-out concept (kept
-   by the teacher gate and the distill stage) are classified as.
+3. What the student draws: in the teacher's and the RC student's kept eval samples, the accuracy
+   on every value of the held-out attribute (those with cached latents on the seen set, the
+   held-out one on the unseen set): a concept the student misses as often when its latents are
+   cached is limited by the student, not by Random Conditioning. And what the failures of the
+   held-out concept turn into (confusion).
 
     .venv/bin/python benchmarks/rc_diagnosis.py                        # every concept, 160 pairs a band
     .venv/bin/python benchmarks/rc_diagnosis.py --concepts circle diamond --per-band 64
@@ -136,6 +139,40 @@ def signal_table(res: dict, mode: str) -> list[str]:
     return lines
 
 
+def accuracy_by_concept(samples_file: str, rows_by_set: dict[str, list[dict]], attr: str, classifier) -> dict:
+    """Per set and per value of `attr`: share of the kept samples asking for it that show it, and n."""
+    if not Path(samples_file).is_file():
+        return {}
+    kept = load_file(samples_file)
+    out = {}
+    for set_name, rows in rows_by_set.items():
+        images = kept.get(set_name)
+        if images is None:
+            continue
+        rows = rows[: len(images)]
+        pred = classifier.predict(images)[attr]
+        asked = row_labels(rows)[attr]
+        out[set_name] = {v: {"acc": (pred[asked == i] == i).float().mean().item(), "n": int((asked == i).sum())}
+                         for i, v in enumerate(ATTRIBUTES[attr]) if (asked == i).any()}
+    return out
+
+
+def accuracy_lines(res: dict) -> list[str]:
+    """The student against the teacher on every value of the held-out attribute, seen and unseen."""
+    acc = res.get("accuracy") or {}
+    if not acc.get("student"):
+        return []
+    lines = [f"Accuracy on each {res['attribute']} in the kept eval samples (± SE): concepts with cached latents "
+             f"(seen set) beside the held-out one (unseen set).", "",
+             "| set | concept | n | teacher | student |", "|---|---|---|---|---|"]
+    for set_name, per in acc["student"].items():
+        for v, m in per.items():
+            t = acc.get("teacher", {}).get(set_name, {}).get(v)
+            tcell = f"{t['acc']:.3f} ± {se(t['acc'], t['n']):.3f}" if t else "—"
+            lines.append(f"| {set_name} | {v} | {m['n']} | {tcell} | {m['acc']:.3f} ± {se(m['acc'], m['n']):.3f} |")
+    return lines + [""]
+
+
 def markdown(res: dict) -> str:
     c, p = res["held_out"], res["pairing"]
     n = next(iter(res["signal"].values()))[0]["n"]
@@ -150,6 +187,7 @@ def markdown(res: dict) -> str:
                   "distillation draws " + ", ".join(f"{100 * w:.0f}%" for w in res["band_weights"]) + " of its timesteps "
                   "from these bands:",
                   "", *signal_table(res, mode), ""]
+    lines += accuracy_lines(res)
     for who in ("teacher", "student"):
         conf = res["confusion"].get(who)
         if conf:
@@ -182,7 +220,9 @@ def main() -> None:
     rc_pool = read_jsonl(Path(params.prompts.out_dir) / "rc.jsonl")
     g = params.sampling.guidance_scale
     # the teacher gate and the distill check sample the first teacher.gate.eval_per_set unseen prompts
-    eval_rows = read_jsonl(Path(params.prompts.out_dir) / "eval_unseen.jsonl")[: params.teacher.gate.eval_per_set]
+    rows_by_set = {name: read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
+                   for name in ("seen", "unseen")}
+    eval_rows = rows_by_set["unseen"]
     signal = {}
     for concept in args.concepts:
         a = CONCEPTS[concept]
@@ -195,7 +235,9 @@ def main() -> None:
            "pairing": pairing(held_out, attr, rc_pool, [{attr: v[attr]} for v in cache_values], params.distill.rc_prob),
            "signal": signal,
            "confusion": {who: confusion(eval_samples_file(who), eval_rows, held_out, attr, classifier)
-                         for who in ("teacher", "student")}}
+                         for who in ("teacher", "student")},
+           "accuracy": {who: accuracy_by_concept(eval_samples_file(who), rows_by_set, attr, classifier)
+                        for who in ("teacher", "student")}}
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"teacher_signal_{held_out}"
     atomic_write_json(args.out / f"{name}.json", res)

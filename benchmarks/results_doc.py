@@ -230,9 +230,40 @@ def overhead_section(data: dict | None) -> list[str]:
     return [text, "", "| stage | import s, cached bytecode | compiling | ratio |", "|---|---|---|---|", *rows]
 
 
+def rc_by_concept(sweep: dict | None) -> list[str]:
+    """Per held-out concept, over the sweep's seeds: RC against the teacher and the no-RC student, and
+    the target (RC >= 0.9x the teacher; >= 80% of any gap over 2 SE closed)."""
+    if not sweep:
+        return ["_benchmarks/heldout_sweep.py has not run._"]
+    n = sweep["meta"]["eval_per_set"]
+    by: dict[str, list[dict]] = {}
+    for r in sweep["rows"]:
+        if r.get("status") == "ok":
+            by.setdefault(r["concept"], []).append(r)
+    lines = [f"Mean over distillation seeds (k per concept; {n} prompts per eval set, SE of a k-seed mean "
+             "sqrt(p(1-p)/(k n))):", "",
+             "| held out | k | teacher | RC | no-RC | gap (teacher − no-RC) | closed by RC | RC ≥ 0.9× teacher | target |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for concept, rows in by.items():
+        k = len(rows)
+        t, rc, norc = (sum(r[key] for r in rows) / k for key in ("teacher", "rc", "no_rc"))
+        gap, gap_se = t - norc, (se(t, n) ** 2 + se(norc, n) ** 2 / k) ** 0.5
+        real_gap = gap > 2 * gap_se
+        closed = (rc - norc) / gap if gap > 1e-9 else None
+        ratio_ok = rc >= 0.9 * t
+        target = ratio_ok and (not real_gap or (closed is not None and closed >= 0.8))
+        lines.append(f"| {concept} | {k} | {t:.3f} | {rc:.3f} ± {se(rc, k * n):.3f} | {norc:.3f} ± {se(norc, k * n):.3f} | "
+                     f"{gap:+.3f} ± {gap_se:.3f}{'' if real_gap else ' (under 2 SE)'} | "
+                     f"{'—' if closed is None else f'{100 * closed:.0f}%'} | {'yes' if ratio_ok else '**no**'} | "
+                     f"{'met' if target else '**not met**'} |")
+    return lines
+
+
 def rc_concepts_section() -> list[str]:
     """The teacher's signal per concept (benchmarks/rc_diagnosis.py) and the RC variants (rc_variants.py)."""
-    out = ["What an unpaired sample can teach: `benchmarks/rc_diagnosis.py` puts a text naming a concept on a "
+    out = ["### Which concepts RC teaches", "", *rc_by_concept(load(RESULTS / "heldout_sweep.json")), "",
+           "### What the teacher's prediction carries", "",
+           "What an unpaired sample can teach: `benchmarks/rc_diagnosis.py` puts a text naming a concept on a "
            "cached latent of another concept, noises it, and classifies the teacher's predicted clean latent "
            "(the target the student is pulled towards); the last column weighs the bands as distillation draws its "
            "timesteps. Read it beside the held-out sweep above.", ""]
@@ -240,7 +271,24 @@ def rc_concepts_section() -> list[str]:
         out += [path.read_text().rstrip(), ""]
     variants = RESULTS / "rc_variants.md"
     out += ["### Variants (`benchmarks/rc_variants.py`, switches under `distill.unpaired`)", "",
-            variants.read_text().rstrip() if variants.exists() else "_not run_"]
+            variants.read_text().rstrip() if variants.exists() else "_not run_", "",
+            "### A concept of your own", "",
+            "1. Hold it out and distill with and without RC (the teacher and evaluators stay):", "",
+            "   ```bash", "   dvc exp run -n mine-rc -S 'world.unseen=[X]'",
+            "   dvc exp run -n mine-norc -S 'world.unseen=[X]' -S distill.rc_prob=0",
+            "   dvc exp show --only-changed --md   # metrics/distill.json unseen.<attribute> against metrics/teacher.json",
+            "   ```", "",
+            "2. A difference under two standard errors (sqrt(p(1-p)/n) each, n = `teacher.gate.eval_per_set`) is "
+            "not a finding: repeat with another `-S distill.seed=...`.",
+            "3. When RC and no-RC both stay below the teacher, look at what the student draws where it *has* "
+            "cached latents: `benchmarks/rc_diagnosis.py` in that workspace (`dvc exp apply mine-rc`) lists the "
+            "student's accuracy on every value of the attribute. A concept the student misses as often when "
+            "cached is limited by the student (`-S distill.steps=900`, `-S distill.student=bk_base`), not by "
+            "Random Conditioning.",
+            "4. When the teacher's prediction shows the concept weakly (the table above), try the unpaired "
+            "variants one at a time, e.g. `-S distill.unpaired.pairing=matched` or "
+            "`-S distill.unpaired.weight=3.0`, and keep one only if it beats the paper's recipe by two "
+            "standard errors on two seeds."]
     return out
 
 
