@@ -56,6 +56,15 @@ def dvc(*args: str, check: bool = True, timeout_s: float = 600) -> str:
     return proc.stdout
 
 
+def start_queue(jobs: int, timeout_s: float = 120) -> None:
+    """`dvc queue start`: its workers live on after it returns and hold whatever output it was given,
+    so it gets none (captured pipes would keep `subprocess.run` waiting until the queue is empty)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise SystemExit(f"dvc queue start -j {jobs} failed (exit {proc.returncode}); see `dvc queue logs`")
+
+
 def queue_commands(concepts, rc_prob: float, seeds=(None,)) -> list[list[str]]:
     """One `dvc exp run --queue` per (concept, RC on/off, seed); target `distill` (consistency and
     evaluate are not needed for the concept check)."""
@@ -223,7 +232,7 @@ def main() -> None:
         for cmd in queue_commands(args.concepts, rc_prob, seeds):
             dvc(*cmd)
         start = time.perf_counter()
-        dvc("queue", "start", "-j", str(args.jobs))
+        start_queue(args.jobs)
         wait_for_queue(args.poll_s, args.timeout_s)
         meta["wall_s"] = round(time.perf_counter() - start, 1)
         meta["jobs"] = args.jobs

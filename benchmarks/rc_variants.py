@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_sweep import attribute_of, dvc, experiments, metric, queue_states, wait_for_queue  # noqa: E402
+from heldout_sweep import attribute_of, dvc, experiments, metric, queue_states, start_queue, wait_for_queue  # noqa: E402
 from stats import se  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -128,7 +128,7 @@ def main() -> None:
             dvc("exp", "remove", cmd[3], check=False)
             dvc(*cmd)
         start = time.perf_counter()
-        dvc("queue", "start", "-j", "1")
+        start_queue(1)
         wait_for_queue(args.poll_s, args.timeout_s)
         meta["wall_s"] = round(time.perf_counter() - start, 1)
     show = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", baseline))
