@@ -159,7 +159,7 @@ def accuracy_by_concept(samples_file: str, rows_by_set: dict[str, list[dict]], a
 
 def accuracy_lines(res: dict) -> list[str]:
     """The student against the teacher on every value of the held-out attribute, seen and unseen."""
-    acc = res.get("accuracy") or {}
+    acc = {who: per.get(res["attribute"], {}) for who, per in (res.get("accuracy") or {}).items()}
     if not acc.get("student"):
         return []
     lines = [f"Accuracy on each {res['attribute']} in the kept eval samples (± SE): concepts with cached latents "
@@ -236,8 +236,8 @@ def main() -> None:
            "signal": signal,
            "confusion": {who: confusion(eval_samples_file(who), eval_rows, held_out, attr, classifier)
                          for who in ("teacher", "student")},
-           "accuracy": {who: accuracy_by_concept(eval_samples_file(who), rows_by_set, attr, classifier)
-                        for who in ("teacher", "student")}}
+           "accuracy": {who: {a: accuracy_by_concept(eval_samples_file(who), rows_by_set, a, classifier)
+                              for a in ("shape", "colour")} for who in ("teacher", "student")}}
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"teacher_signal_{held_out}"
     atomic_write_json(args.out / f"{name}.json", res)

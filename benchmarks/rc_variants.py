@@ -64,6 +64,8 @@ def variant_rows(exps: dict[str, dict], states: dict[str, str], variants, concep
             attr = attribute_of(c)
             for s in seeds:
                 name, base = exp_name(v, c, s), ref.get((c, s))
+                if name not in exps and name not in states:
+                    continue  # never queued (or removed from the queue): no row
                 row = {"variant": v, "switches": VARIANTS[v], "concept": c, "attribute": attr, "seed": s}
                 m = metric(exps.get(name) or {}, "metrics/distill.json").get("distill")
                 if states.get(name, "Success") != "Success" or not m:

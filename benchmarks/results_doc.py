@@ -230,9 +230,16 @@ def overhead_section(data: dict | None) -> list[str]:
     return [text, "", "| stage | import s, cached bytecode | compiling | ratio |", "|---|---|---|---|", *rows]
 
 
-def rc_by_concept(sweep: dict | None) -> list[str]:
+def cached_accuracy(diagnosis: dict | None, concept: str, attribute: str) -> str:
+    """The default workspace's RC student on `concept` where its latents are cached (seen set)."""
+    m = (((diagnosis or {}).get("accuracy") or {}).get("student", {}).get(attribute, {}).get("seen", {})).get(concept)
+    return f"{m['acc']:.3f} ± {se(m['acc'], m['n']):.3f} (n {m['n']})" if m else "—"
+
+
+def rc_by_concept(sweep: dict | None, diagnosis: dict | None) -> list[str]:
     """Per held-out concept, over the sweep's seeds: RC against the teacher and the no-RC student, and
-    the target (RC >= 0.9x the teacher; >= 80% of any gap over 2 SE closed)."""
+    the target (RC >= 0.9x the teacher; >= 80% of any gap over 2 SE closed); beside it, what the
+    student reaches on the concept when its latents are cached (`diagnosis`: the default workspace)."""
     if not sweep:
         return ["_benchmarks/heldout_sweep.py has not run._"]
     n = sweep["meta"]["eval_per_set"]
@@ -242,8 +249,9 @@ def rc_by_concept(sweep: dict | None) -> list[str]:
             by.setdefault(r["concept"], []).append(r)
     lines = [f"Mean over distillation seeds (k per concept; {n} prompts per eval set, SE of a k-seed mean "
              "sqrt(p(1-p)/(k n))):", "",
-             "| held out | k | teacher | RC | no-RC | gap (teacher − no-RC) | closed by RC | RC ≥ 0.9× teacher | target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| held out | k | teacher | RC | no-RC | gap (teacher − no-RC) | closed by RC | RC ≥ 0.9× teacher | target "
+             "| student with the concept cached |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for concept, rows in by.items():
         k = len(rows)
         t, rc, norc = (sum(r[key] for r in rows) / k for key in ("teacher", "rc", "no_rc"))
@@ -255,13 +263,18 @@ def rc_by_concept(sweep: dict | None) -> list[str]:
         lines.append(f"| {concept} | {k} | {t:.3f} | {rc:.3f} ± {se(rc, k * n):.3f} | {norc:.3f} ± {se(norc, k * n):.3f} | "
                      f"{gap:+.3f} ± {gap_se:.3f}{'' if real_gap else ' (under 2 SE)'} | "
                      f"{'—' if closed is None else f'{100 * closed:.0f}%'} | {'yes' if ratio_ok else '**no**'} | "
-                     f"{'met' if target else '**not met**'} |")
+                     f"{'met' if target else '**not met**'} | {cached_accuracy(diagnosis, concept, rows[0]['attribute'])} |")
     return lines
 
 
 def rc_concepts_section() -> list[str]:
     """The teacher's signal per concept (benchmarks/rc_diagnosis.py) and the RC variants (rc_variants.py)."""
-    out = ["### Which concepts RC teaches", "", *rc_by_concept(load(RESULTS / "heldout_sweep.json")), "",
+    default_held_out = yaml.safe_load(Path("params.yaml").read_text())["world"]["unseen"][0]
+    diagnosis = load(RESULTS / "rc_diagnosis" / f"teacher_signal_{default_held_out}.json")
+    out = ["### Which concepts RC teaches", "", *rc_by_concept(load(RESULTS / "heldout_sweep.json"), diagnosis), "",
+           f"The last column is the RC student of the default workspace (held out: {default_held_out}) on the "
+           "seen eval set, where the concept's latents are cached: the most the student reaches with real "
+           "latents (`benchmarks/rc_diagnosis.py`).", "",
            "### What the teacher's prediction carries", "",
            "What an unpaired sample can teach: `benchmarks/rc_diagnosis.py` puts a text naming a concept on a "
            "cached latent of another concept, noises it, and classifies the teacher's predicted clean latent "

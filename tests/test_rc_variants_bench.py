@@ -43,9 +43,10 @@ def test_rows_compare_with_the_sweeps_row_for_the_same_concept_and_seed():
     exps = {name: {"metrics": {"metrics/distill.json": {"data": {"distill": {
         "unseen": {"shape": 0.95}, "seen": {"shape": 0.99}}}}}}}
     ref = {("circle", 4): {"teacher": 1.0, "rc": 0.9, "no_rc": 0.8, "rc_seen": 0.98}}
-    rows = variants.variant_rows(exps, {}, ["weight_3"], ["circle"], [4, 14], ref, 640)
-    ok, missing = rows
+    rows = variants.variant_rows(exps, {variants.exp_name("weight_3", "circle", 14): "Failed"}, ["weight_3"],
+                                 ["circle"], [4, 14, 24], ref, 640)
+    ok, missing = rows  # seed 24 was never queued: no row
     assert ok["status"] == "ok" and ok["gap_closed"] == pytest.approx(0.75)
     assert ok["vs_paper"] == pytest.approx(0.05) and ok["finding"]  # 0.05 vs SE ~0.014
-    assert missing["status"] == "missing"
+    assert missing["status"] == "failed"
     assert "| weight_3 | circle | 4 |" in variants.markdown(rows, 640)
