@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--concepts", nargs="+", default=["circle"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[4, 14])
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--baseline", default=None, help="commit the experiments derive from (default HEAD)")
     ap.add_argument("--poll-s", type=float, default=30.0)
     ap.add_argument("--timeout-s", type=float, default=6 * 3600)
     ap.add_argument("--sweep", type=Path, default=SWEEP, help="held-out sweep results to compare with")
@@ -120,7 +121,7 @@ def main() -> None:
     for c in args.concepts:
         attribute_of(c)
     ref = sweep_reference(args.sweep)
-    baseline = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+    baseline = subprocess.check_output(["git", "rev-parse", args.baseline or "HEAD"], text=True).strip()
     from rcdistill.config import load_params
     n = load_params("params.yaml").teacher.gate.eval_per_set  # the concept check's prompts per set
     meta = {"baseline": baseline, "variants": {v: VARIANTS[v] for v in args.variants}, "concepts": args.concepts,
