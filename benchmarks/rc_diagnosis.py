@@ -105,17 +105,23 @@ def band_table(pipe, classifier, latents, cache_attr, rc_pool, attr, concept, pe
     return rows
 
 
-def confusion(samples_file: str, rows: list[dict], concept: str, attr: str, classifier) -> dict | None:
-    """What the kept unseen-set samples asking for `concept` are classified as, as shares."""
+def kept_predictions(samples_file: str, rows_by_set: dict[str, list[dict]], classifier) -> dict[str, tuple]:
+    """Per eval set: its rows and the classifier's predictions (every attribute) on the kept samples,
+    one pass over the file for both readings below."""
     if not Path(samples_file).is_file():
+        return {}
+    kept = load_file(samples_file)
+    return {name: (rows[: len(kept[name])], classifier.predict(kept[name]))
+            for name, rows in rows_by_set.items() if name in kept}
+
+
+def confusion(preds: dict[str, tuple], concept: str, attr: str) -> dict | None:
+    """What the kept unseen-set samples asking for `concept` are classified as, as shares."""
+    if "unseen" not in preds:
         return None
-    images = load_file(samples_file).get("unseen")
-    if images is None:
-        return None
-    rows = rows[: len(images)]
-    pred = classifier.predict(images)[attr]
+    rows, pred = preds["unseen"]
     asked = row_labels(rows)[attr] == ATTRIBUTES[attr].index(concept)
-    counts = Counter(ATTRIBUTES[attr][int(p)] for p in pred[asked])
+    counts = Counter(ATTRIBUTES[attr][int(p)] for p in pred[attr][asked])
     n = int(asked.sum())
     return {"n": n, "as": {k: counts.get(k, 0) / n for k in ATTRIBUTES[attr]}}
 
@@ -139,20 +145,12 @@ def signal_table(res: dict, mode: str) -> list[str]:
     return lines
 
 
-def accuracy_by_concept(samples_file: str, rows_by_set: dict[str, list[dict]], attr: str, classifier) -> dict:
+def accuracy_by_concept(preds: dict[str, tuple], attr: str) -> dict:
     """Per set and per value of `attr`: share of the kept samples asking for it that show it, and n."""
-    if not Path(samples_file).is_file():
-        return {}
-    kept = load_file(samples_file)
     out = {}
-    for set_name, rows in rows_by_set.items():
-        images = kept.get(set_name)
-        if images is None:
-            continue
-        rows = rows[: len(images)]
-        pred = classifier.predict(images)[attr]
+    for set_name, (rows, pred) in preds.items():
         asked = row_labels(rows)[attr]
-        out[set_name] = {v: {"acc": (pred[asked == i] == i).float().mean().item(), "n": int((asked == i).sum())}
+        out[set_name] = {v: {"acc": (pred[attr][asked == i] == i).float().mean().item(), "n": int((asked == i).sum())}
                          for i, v in enumerate(ATTRIBUTES[attr]) if (asked == i).any()}
     return out
 
@@ -222,7 +220,7 @@ def main() -> None:
     # the teacher gate and the distill check sample the first teacher.gate.eval_per_set unseen prompts
     rows_by_set = {name: read_jsonl(Path(params.prompts.out_dir) / f"eval_{name}.jsonl")[: params.teacher.gate.eval_per_set]
                    for name in ("seen", "unseen")}
-    eval_rows = rows_by_set["unseen"]
+    preds = {who: kept_predictions(eval_samples_file(who), rows_by_set, classifier) for who in ("teacher", "student")}
     signal = {}
     for concept in args.concepts:
         a = CONCEPTS[concept]
@@ -234,10 +232,8 @@ def main() -> None:
                                         pipe.scheduler.config.num_train_timesteps), "modes": list(signal[args.concepts[0]][0])[2:],
            "pairing": pairing(held_out, attr, rc_pool, [{attr: v[attr]} for v in cache_values], params.distill.rc_prob),
            "signal": signal,
-           "confusion": {who: confusion(eval_samples_file(who), eval_rows, held_out, attr, classifier)
-                         for who in ("teacher", "student")},
-           "accuracy": {who: {a: accuracy_by_concept(eval_samples_file(who), rows_by_set, a, classifier)
-                              for a in ("shape", "colour")} for who in ("teacher", "student")}}
+           "confusion": {who: confusion(preds[who], held_out, attr) for who in preds},
+           "accuracy": {who: {a: accuracy_by_concept(preds[who], a) for a in ("shape", "colour")} for who in preds}}
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"teacher_signal_{held_out}"
     atomic_write_json(args.out / f"{name}.json", res)
