@@ -267,10 +267,12 @@ def rc_by_concept(sweep: dict | None, diagnosis: dict | None) -> list[str]:
     return lines
 
 
-def rc_concepts_section() -> list[str]:
+def rc_concepts_section(params: dict) -> list[str]:
     """The teacher's signal per concept (benchmarks/rc_diagnosis.py) and the RC variants (rc_variants.py)."""
-    default_held_out = yaml.safe_load(Path("params.yaml").read_text())["world"]["unseen"][0]
-    diagnosis = load(RESULTS / "rc_diagnosis" / f"teacher_signal_{default_held_out}.json")
+    # The cached column reads the diagnosis run in the default workspace (params.yaml's held-out concept);
+    # a params file without a world section has none.
+    default_held_out = ((params.get("world") or {}).get("unseen") or [None])[0]
+    diagnosis = load(RESULTS / "rc_diagnosis" / f"teacher_signal_{default_held_out}.json") if default_held_out else None
     out = ["### Which concepts RC teaches", "", *rc_by_concept(load(RESULTS / "heldout_sweep.json"), diagnosis), "",
            f"The last column is the RC student of the default workspace (held out: {default_held_out}) on the "
            "seen eval set, where the concept's latents are cached: the most the student reaches with real "
@@ -320,7 +322,7 @@ def results_text() -> str:
     parts += [head.read_text().rstrip() if head.exists() else "_benchmarks/headlines.py has not run._", ""]
     sweep = RESULTS / "heldout_sweep.md"
     parts += ["## Held-out sweep", "", sweep.read_text().rstrip() if sweep.exists() else "_not run_", "",
-              "## Random Conditioning, concept by concept", "", *rc_concepts_section(), "",
+              "## Random Conditioning, concept by concept", "", *rc_concepts_section(params), "",
               "## When a no-RC student forgets", "", *forgetting_section(load(RESULTS / "forgetting.json")), ""]
     return "\n".join(parts) + "\n"
 
