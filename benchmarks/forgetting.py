@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import rcdistill  # noqa: E402, F401  (offline env and import-time fixes)
 from rcdistill.config import load_params, parse_set  # noqa: E402
 from rcdistill.distill.kd import distill  # noqa: E402
-from rcdistill.distill.stage import student_pipeline, training_data  # noqa: E402
+from rcdistill.distill.training_run import student_pipeline, training_data  # noqa: E402
 from rcdistill.evaluate.concepts import sampled_accuracy  # noqa: E402
 from rcdistill.evaluators.classifier import load_classifier  # noqa: E402
 from rcdistill.io import atomic_write_json, read_jsonl  # noqa: E402

@@ -284,9 +284,12 @@ def rc_concepts_section(params: dict) -> list[str]:
            "timesteps. Read it beside the held-out sweep above.", ""]
     for path in sorted((RESULTS / "rc_diagnosis").glob("teacher_signal_*.md")):
         out += [path.read_text().rstrip(), ""]
-    variants = RESULTS / "rc_variants.md"
+    variants, capacity = RESULTS / "rc_variants.md", RESULTS / "rc_capacity.md"
     out += ["### Variants (`benchmarks/rc_variants.py`, switches under `distill.unpaired`)", "",
             variants.read_text().rstrip() if variants.exists() else "_not run_", "",
+            "### Student capacity: a longer distillation and a larger student (`rc_variants.py --variants "
+            "steps_900 bk_base --out benchmarks/results/rc_capacity`)", "",
+            capacity.read_text().rstrip() if capacity.exists() else "_not run_", "",
             "### A concept of your own", "",
             "1. Hold it out and distill with and without RC (the teacher and evaluators stay):", "",
             "   ```bash", "   dvc exp run -n mine-rc -S 'world.unseen=[X]'",

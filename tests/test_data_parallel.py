@@ -1,4 +1,4 @@
-"""Data-parallel distillation under `accelerate launch` (2 CPU processes, gloo): every process
+"""Data-parallel distillation under torchrun (2 CPU processes, gloo): every process
 draws its own RC batches, only the main process writes checkpoints, a killed run resumes to the
 weights of an uninterrupted one, and the student loads."""
 import os
@@ -14,12 +14,11 @@ from safetensors.torch import load_file
 
 
 def _launch(project: Path, *extra: str) -> subprocess.CompletedProcess:
-    # `accelerate launch` itself imports timm -> torchvision, which fails beside the CPU torch of this
-    # machine (README, set-up); its launch module does the same without that import
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "rcdistill.cli", "distill", *extra]
+    # torchrun, not `accelerate launch --cpu`: accelerate's launcher starts a single process for --cpu
+    # (its multi-process CPU path is MPI), which once let this test pass without any data parallelism
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "rcdistill.cli", "distill", *extra]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -39,6 +38,7 @@ def test_two_process_distillation_resumes_to_the_uninterrupted_weights(tiny_proj
     straight = _copy(tiny_project, tmp_path / "straight")
     r = _launch(straight)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "distill: 2 process(es)" in r.stdout, (r.stdout + r.stderr)[-3000:]
     ckpts = sorted(p.name for p in (straight / "outputs/distill").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-4"], ckpts
     # one process wrote the checkpoint: model, optimizer, EMA, the main process's RNG states
@@ -55,10 +55,11 @@ def test_two_process_distillation_resumes_to_the_uninterrupted_weights(tiny_proj
 
     # data parallel for real: the 2-process student differs from a 1-process one with the same params
     single = _copy(tiny_project, tmp_path / "single")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}  # as the launch: only the process count differs
     r = subprocess.run([sys.executable, "-m", "rcdistill.cli", "distill"], cwd=single, env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "distill: 1 process(es)" in r.stdout, (r.stdout + r.stderr)[-3000:]
     c = _student(single)
     assert any(not torch.equal(a[k], c[k]) for k in a)
     from diffusers import StableDiffusionPipeline

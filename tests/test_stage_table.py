@@ -114,8 +114,9 @@ def _fake_outputs(ws: Path) -> None:
 
 
 def test_dvc_reruns_exactly_the_stages_whose_code_changed(tmp_path):
-    """A module deep in distill's closure (taps.py: distill stage -> distill/stage -> kd -> taps) changes:
-    DVC reports exactly the stages that import it, and no other."""
+    """A module deep in two closures (distill/data.py: stages/distill -> distill/kd -> data, and
+    stages/consistency -> distill/consistency -> data) changes: DVC reports exactly the stages that
+    import it, and no other (not the KD-only taps' neighbours, not the teacher)."""
     ws = tmp_path / "ws"
     ws.mkdir()
     for name in ("dvc.yaml", "params.yaml"):
@@ -133,8 +134,29 @@ def test_dvc_reruns_exactly_the_stages_whose_code_changed(tmp_path):
         return set(json.loads(out.stdout or "{}"))
 
     assert stale() == set()
-    deep = "rcdistill.distill.taps"
-    (ws / "src/rcdistill/distill/taps.py").open("a").write("\n# a change\n")
+    deep = "rcdistill.distill.data"
+    (ws / "src/rcdistill/distill/data.py").open("a").write("\n# a change\n")
     expected = {s.name for s in STAGES if deep in closure(s.entry)}
     assert {"distill", "consistency"} <= expected and "prompts" not in expected and "teacher" not in expected
     assert stale() == expected
+
+
+def test_a_stage_reads_only_the_params_its_row_declares():
+    """The CLI hands each stage a view of the params limited to what dvc.yaml tracks for it (its
+    params and the ${...} of its paths); every stage of the tiny end-to-end run goes through it."""
+    from rcdistill.config import Params
+    from rcdistill.errors import ParamsError
+    from rcdistill.params_view import stage_params
+    from rcdistill.stage_table import BY_NAME
+
+    view = stage_params(Params(), BY_NAME["distill"])
+    assert view.distill.steps == Params().distill.steps            # a declared section
+    assert view.teacher.gate.eval_per_set == Params().teacher.gate.eval_per_set  # a declared key
+    assert view.cache.out_dir == Params().cache.out_dir            # ${cache.out_dir} in its deps
+    assert view.tracking.uri == Params().tracking.uri              # where runs go: every stage
+    for read in (lambda: view.evaluate, lambda: view.teacher.unet, lambda: view.cache.shard_size):
+        with pytest.raises(ParamsError, match="stage distill reads params key"):
+            read()
+    dumped = view.model_dump()  # what its MLflow run logs: the declared keys only
+    assert dumped["teacher"] == {"path": Params().teacher.path, "gate": {"eval_per_set": Params().teacher.gate.eval_per_set}}
+    assert "evaluate" not in dumped and dumped["cache"] == {"out_dir": Params().cache.out_dir}

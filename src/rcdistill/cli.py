@@ -62,8 +62,10 @@ def cmd_stage(args) -> int:
     """Any pipeline stage: its module in `stages/` (the stage table names it)."""
     import importlib
 
+    from .params_view import stage_params
+
     row = BY_SUBCOMMAND[args.cmd]
-    return importlib.import_module(row.entry).run(_params(args), args)
+    return importlib.import_module(row.entry).run(stage_params(_params(args), row), args)
 
 
 def cmd_dvc_yaml(args) -> int:

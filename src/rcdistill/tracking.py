@@ -94,8 +94,7 @@ def stage_run(params: Params, stage: str, sections: tuple[str, ...]) -> Iterator
     with mlflow.start_run(run_name=stage, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None):
         mlflow.set_tags({"stage": stage, "git_commit": git_commit(), **flow_tags()})
         log_stage_inputs(mlflow, params, stage)
-        dumped = params.model_dump()
-        mlflow.log_params(flatten({s: dumped[s] for s in sections}))
+        mlflow.log_params(flatten({s: getattr(params, s).model_dump() for s in sections}))
         if flow_override_params():
             mlflow.log_params(flow_override_params())
         yield RunLogger(mlflow)

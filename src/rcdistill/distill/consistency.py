@@ -10,9 +10,14 @@ student needs no CFG pass when it samples with LCMScheduler.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import DDPMScheduler, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
+from ..config import Params
+from ..errors import UserError
+from ..fingerprint import folder_digest
 from ..precision import frozen_dtype
 from ..targets import clean_and_noise
 from .data import RCBatch, RCSampler, TextBank
@@ -126,3 +131,14 @@ def consistency_distill(cfg, pipe, init_unet: UNet2DConditionModel, latents: tor
                         torch.ones(cfg.num_ddim_timesteps, dtype=torch.float64),  # uniform over solver steps
                         cfg.seed + accelerator.process_index)
     return train(accelerator, cfg, objective, sampler, bank, log, stop_after)
+
+
+def init_unet(params: Params, teacher) -> tuple[UNet2DConditionModel, str]:
+    """The network the few-step student starts from, and its identity (for resuming)."""
+    if params.consistency.init == "teacher":
+        return teacher.unet, f"teacher:{folder_digest(Path(params.teacher.path) / 'unet')}"
+    folder = Path(params.distill.out_dir) / "unet"
+    if not (folder / "config.json").exists():
+        raise UserError(f"consistency.init is 'student' but {folder} holds no UNet; run the distill stage first")
+    unet = UNet2DConditionModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    return unet, f"student:{folder_digest(folder)}"

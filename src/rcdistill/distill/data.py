@@ -114,8 +114,10 @@ class TextBank:
 def matched_partners(pool_rows: list[dict], cache_rows: list[dict], attributes: tuple[str, ...]) -> list[torch.Tensor]:
     """For each pool text, the cached latents that share the most of its `attributes` (a text naming a
     held-out shape meets latents that differ from it in little more than the shape)."""
+    ids: dict[str, int] = {}  # each attribute value's integer code, so the tensors compare values exactly
+
     def codes(rows):
-        return torch.tensor([[hash(r[a]) for a in attributes] for r in rows])
+        return torch.tensor([[ids.setdefault(f"{a}={r[a]}", len(ids)) for a in attributes] for r in rows])
     matches = (codes(pool_rows)[:, None, :] == codes(cache_rows)[None, :, :]).sum(-1)  # (pool, cache)
     best = matches.max(1, keepdim=True).values
     return [torch.nonzero(row).flatten() for row in matches == best]

@@ -39,14 +39,15 @@ class KDObjective:
         with torch.no_grad():
             t_out = self.teacher(noisy.to(self.teacher.dtype), t, cond.to(self.teacher.dtype)).sample
         t_feats = self.t_taps.take()
-        unpaired = ~batch.paired.to(self.device)
+        paired = batch.paired.to(self.device)
+        unpaired = ~paired
         if self.cfg.unpaired.target == "guided" and unpaired.any():
             t_out = self.guided_target(t_out, noisy, t, unpaired)
         with autocast():
             s_out = self.student(noisy, t, cond).sample
         s_feats = self.s_taps.take()
         return distill_losses(s_out, t_out, prediction_target(self.noise_sched, z0, noise, t),
-                              batch.paired.to(self.device), s_feats, t_feats, self.cfg.loss,
+                              paired, s_feats, t_feats, self.cfg.loss,
                               self.cfg.unpaired.weight)
 
     @torch.no_grad()

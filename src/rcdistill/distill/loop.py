@@ -102,6 +102,7 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
                disable=not accelerator.is_local_main_process)
     t_last, n_last = time.perf_counter(), 0
     student.train()
+    accelerator.print(f"{objective.name}: {accelerator.num_processes} process(es) x batch {cfg.batch_size}")
     while step < cfg.steps:
         batch = sampler.sample(cfg.batch_size, step)  # a function of (seed, process, step): resumes exactly
         losses = objective.loss(batch, bank(batch.texts), accelerator.autocast)

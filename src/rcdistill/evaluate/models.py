@@ -28,9 +28,11 @@ def eval_model(model: Model, params: Params) -> EvalModel:
     s = params.sampling
     path = folder(model, params)
     if model.own_sampling:
-        own, sec = folder_defaults(path), lookup(params, model.train_section)
-        return EvalModel(model.name, path, None, own.get("steps", sec.default_steps),
-                         own.get("guidance_scale", sec.guidance_scale), [])
+        own = folder_defaults(path)
+        if not {"steps", "guidance_scale"} <= own.keys():  # (the training section is not evaluate's params)
+            sec = lookup(params, model.train_section)
+            own = {"steps": sec.default_steps, "guidance_scale": sec.guidance_scale, **own}
+        return EvalModel(model.name, path, None, own["steps"], own["guidance_scale"], [])
     return EvalModel(model.name, path, s.scheduler, s.steps, s.guidance_scale, [])
 
 

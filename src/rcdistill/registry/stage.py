@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import Params
+from ..dvc_lock import dvc_hashes
 from ..errors import RegistryError, UserError
 from ..fingerprint import folder_digest
 from ..io import atomic_write_json
@@ -19,7 +20,6 @@ from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
 from .entries import RegistryEntry, entry_for, registry_entries
 from .gate import Decision, decide
-from ..dvc_lock import dvc_hashes
 
 METRICS_FILE = Path(metrics_file("register"))
 EVALUATE_METRICS = Path(metrics_file("evaluate"))
@@ -152,7 +152,7 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
         lineage, commit = dvc_hashes(BY_NAME[entry.key].lineage), git_commit()
         samples = Path(params.evaluate.out_dir) / "samples.png"
         with stage_run(params, "register" if entry.key == STUDENTS[0].name else f"register-{entry.key}",
-                       tuple(type(params).model_fields)) as log:
+                       tuple(params.model_dump())) as log:  # every section the stage declares
             run_id = mlflow.active_run().info.run_id
             log({f"{REFERENCE.name}.{k}": v for k, v in flatten(metrics[REFERENCE.name]).items() if isinstance(v, (int, float))})
             info = _log_model(params, entry, log, model_card(entry, "(new)", metrics, params.model_dump(), lineage,

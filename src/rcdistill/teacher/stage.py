@@ -93,7 +93,7 @@ def check_failures(checks: dict[str, float], floors) -> list[str]:
 
 def register_pretrained(params: Params) -> dict:
     """teacher.source: pretrained: prove the pipeline loads offline and record which one it is."""
-    pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
+    pipe = load_pipeline(params.teacher.path, None)  # its own scheduler: sampling settings are not the teacher's
     info = {"source": "pretrained", "path": params.teacher.path,
             "fingerprint": teacher_fingerprint(params.teacher.path),
             "unet_params": sum(p.numel() for p in pipe.unet.parameters())}
@@ -118,6 +118,6 @@ def run_teacher_stage(params: Params) -> dict:
         atomic_write_json(CHECKS_FILE, {"teacher": {"checks": checks, "passed": not failures, "failures": failures}})
         if failures:  # raised inside atomic_dir: the candidate is discarded, the previous teacher stays
             raise GateFailed("teacher step checks failed: " + "; ".join(failures) + " (teacher.checks)")
-        load_pipeline(str(tmp), params.sampling.scheduler)  # prove the folder loads offline
+        load_pipeline(str(tmp), None)  # prove the folder loads offline
         atomic_write_json(tmp / CHECKS_NAME, checks)
     return checks

@@ -1,4 +1,5 @@
-"""Stage `distill`: RC distillation of the teacher's UNet into a student pipeline folder."""
+"""What every training stage (distill, consistency) shares: its data, its work dir and process group,
+its loss curve, and the saved, checked student pipeline."""
 from __future__ import annotations
 
 import csv
@@ -18,15 +19,11 @@ from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
-from ..sampling import generate, load_pipeline
-from ..stage_table import eval_samples_file, metrics_file, plot_file
-from ..tracking import stage_run
+from ..sampling import generate
+from ..stage_table import eval_samples_file
 from ..world.vocab import ATTRIBUTES
 from .data import matched_partners
-from .kd import distill
 
-METRICS_FILE = Path(metrics_file("distill"))
-LOSS_PLOT = Path(plot_file("distill"))
 LOSS_FIELDS = ("step", "total", "task", "out", "feat", "lr", "samples_per_s")
 
 
@@ -77,7 +74,9 @@ def join_run(cfg, cache_identity: dict, section: str = "distill", **more) -> boo
     (accelerate launch) only train."""
     from accelerate import PartialState
 
-    state = PartialState()
+    # cpu=True is what makes accelerate join a multi-process CPU launch (gloo); without it a torchrun
+    # of N CPU processes gives N independent single-process runs
+    state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
         prepare_work_dir(cfg, cache_identity, section, **more)
     state.wait_for_everyone()
@@ -143,29 +142,3 @@ def save_checked_student(params: Params, pipe: StableDiffusionPipeline, out_dir:
         if name in metrics:
             log({f"check.{name}.{a}": v for a, v in metrics[name].items()})
     log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-
-
-def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
-    cfg = params.distill
-    latents, captions, rc_pool, cache_identity = training_data(params)
-    main = join_run(cfg, cache_identity)
-    teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
-    partners = matched_pairing(params, captions)
-    if not main:
-        distill(cfg, teacher, latents, captions, rc_pool, stop_after=stop_after, partners=partners)
-        return {"helper": True}
-    n_teacher = sum(p.numel() for p in teacher.unet.parameters())
-    with stage_run(params, "distill", ("distill", "cache", "sampling")) as log:
-        log.mlflow.set_tags({"student": cfg.student, "rc_prob": cfg.rc_prob})
-        history = LossHistory(cfg.work_dir, log)
-        unet = distill(cfg, teacher, latents, captions, rc_pool, history, stop_after=stop_after, partners=partners)
-        if stop_after is not None and stop_after < cfg.steps:
-            return {"stopped_at": stop_after}
-        pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32))
-        metrics = {"student": cfg.student, "student_unet_params": sum(p.numel() for p in unet.parameters()),
-                   "teacher_unet_params": n_teacher, "n_cached_latents": len(latents), "rc_prob": cfg.rc_prob}
-        metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
-        atomic_write_text(LOSS_PLOT, history.csv())
-        save_checked_student(params, pipe, cfg.out_dir, metrics, log)
-        atomic_write_json(METRICS_FILE, {"distill": metrics})
-    return metrics
