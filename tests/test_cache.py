@@ -7,7 +7,7 @@ import torch
 from rcdistill.cache import latents as cache_mod
 from rcdistill.cache.latents import CacheError, build_cache, load_cache
 from rcdistill.config import load_params
-from rcdistill.world.prompts import write_prompts
+from rcdistill.prompt_pools import write_prompts
 from tests.conftest import build_tiny_pipeline
 
 

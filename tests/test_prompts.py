@@ -5,7 +5,7 @@ import pytest
 from rcdistill.config import load_params
 from rcdistill.io import read_jsonl
 from rcdistill.world.captions import names_concept
-from rcdistill.world.prompts import build_pools, write_prompts
+from rcdistill.prompt_pools import build_pools, write_prompts
 from rcdistill.world.vocab import CONCEPTS
 
 

@@ -3,7 +3,7 @@ import json
 from rcdistill.config import load_params
 from rcdistill.io import read_jsonl
 from rcdistill.user_prompts import names_keyword
-from rcdistill.world.prompts import write_prompts
+from rcdistill.prompt_pools import write_prompts
 from tests.conftest import REPO, rcd
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ParamsError
 from .roster import MODEL_NAMES
+from .student_specs import STUDENTS
 from .world.vocab import ATTRIBUTES, CONCEPTS
 
 
@@ -257,8 +258,6 @@ class DistillParams(TrainLoopParams):
     @field_validator("student")
     @classmethod
     def _known_student(cls, v: str) -> str:
-        from .student_specs import STUDENTS
-
         if v not in STUDENTS:
             raise ValueError(f"unknown student {v!r}; allowed: {', '.join(STUDENTS)}")
         return v

@@ -16,6 +16,8 @@ from diffusers import (
 )
 from tqdm.auto import tqdm
 
+from .errors import UserError
+
 SCHEDULERS = {
     "ddim": DDIMScheduler,
     "dpm": DPMSolverMultistepScheduler,
@@ -47,8 +49,6 @@ def load_pipeline(path: str, scheduler: str | None = "ddim", dtype: torch.dtype 
 
 def require_pipeline_folder(path: str | Path) -> Path:
     """A diffusers pipeline folder (model_index.json), or one line saying which stage writes it."""
-    from .errors import UserError
-
     if not (Path(path) / "model_index.json").exists():
         raise UserError(f"{path}: not a pipeline folder; run the stage that writes it")
     return Path(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import Params
+from .run_inputs import log_stage_inputs
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,8 +89,6 @@ def flow_override_params() -> dict[str, str]:
 def stage_run(params: Params, stage: str, sections: tuple[str, ...]) -> Iterator[RunLogger]:
     """One MLflow run for the stage: its params sections, tags, input datasets; nested under the
     Prefect flow's run when a flow started the stage."""
-    from .run_inputs import log_stage_inputs
-
     mlflow = setup_mlflow(params)
     with mlflow.start_run(run_name=stage, parent_run_id=os.environ.get(PARENT_RUN_ENV) or None):
         mlflow.set_tags({"stage": stage, "git_commit": git_commit(), **flow_tags()})

@@ -33,6 +33,7 @@ from ..fingerprint import file_sha256, teacher_fingerprint
 from ..io import atomic_write_json, read_jsonl
 from ..precision import frozen_dtype
 from ..sampling import device, generate, load_pipeline
+from ..stage_table import metrics_file
 from .identity import texts_sha256
 
 MANIFEST = "manifest.json"
@@ -131,13 +132,21 @@ def _record_shard(folder: Path, entry: dict) -> int:
         return len(manifest["shards"])
 
 
+TEACHER_GATE_METRICS = Path(metrics_file("teacher_gate"))
+
+
+def teacher_gate_passed(path: Path = TEACHER_GATE_METRICS) -> bool | None:
+    """The teacher gate's last verdict (its metrics file), or None when no gate ran here."""
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("teacher", {}).get("passed")
+
+
 def build_cache(params: Params, rebuild: bool = False, worker: str | None = None) -> Path:
     """Make (or finish) the latent cache. With N workers, worker i makes shards i, i+N, ...; shards
     are fixed slices of rows with per-row seeds, so any N gives the same files as one process."""
-    from ..teacher.gate import METRICS_FILE, gate_passed
-
-    if gate_passed() is False:
-        raise CacheError(f"{METRICS_FILE}: the teacher failed its quality gate; no latents are cached from it")
+    if teacher_gate_passed() is False:
+        raise CacheError(f"{TEACHER_GATE_METRICS}: the teacher failed its quality gate; no latents are cached from it")
     index, n_workers = worker_slot(worker)
     folder = Path(params.cache.out_dir)
     prompts = [r["text"] for r in read_jsonl(Path(params.prompts.out_dir) / "cache.jsonl")]

@@ -16,6 +16,7 @@ from ..config import Params
 from ..errors import UserError
 from ..evaluators.classifier import load_classifier
 from ..evaluators.world_clip import WorldClip
+from ..images import u8_to_pil
 
 
 class InceptionFeatures:
@@ -56,8 +57,6 @@ class OpenClipScore:
 
     @torch.no_grad()
     def __call__(self, images_u8: torch.Tensor, texts: list[str]) -> float:
-        from ..images import u8_to_pil
-
         x = torch.stack([self.preprocess(im) for im in u8_to_pil(images_u8)])
         img = self.model.encode_image(x, normalize=True)
         txt = self.model.encode_text(self.tokenizer(texts), normalize=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..config import Params
-from ..world.prompts import write_prompts
+from ..prompt_pools import write_prompts
 
 
 def run(params: Params, args) -> int:

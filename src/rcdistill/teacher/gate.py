@@ -3,7 +3,6 @@ with the shared sampling settings. Its own stage, so changing the held-out conce
 teacher (seconds) instead of retraining it; nothing downstream runs on a teacher that failed."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -66,10 +65,3 @@ def run_teacher_gate(params: Params) -> dict:
         raise GateFailed("teacher quality gate failed: " + "; ".join(failures)
                          + f" (the candidate stays in {params.teacher.path}; nothing downstream runs on it)")
     return metrics
-
-
-def gate_passed(metrics_file: Path = METRICS_FILE) -> bool | None:
-    """The last gate verdict, or None when no gate ran here."""
-    if not metrics_file.exists():
-        return None
-    return json.loads(metrics_file.read_text()).get("teacher", {}).get("passed")

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .vocab import BACKGROUND_RGB, COLOURS, POSITIONS, RGB, SHAPES
+from .vocab import ATTRIBUTES, BACKGROUND_RGB, COLOURS, POSITIONS, RGB, SHAPES
 
 SUPERSAMPLE = 4
 # Geometry on a 32-pixel canvas; other sizes scale it. Canvases under 32 px draw the shapes
@@ -97,8 +97,6 @@ def render(
 
 def random_attributes(n: int, seed: int, shapes: list[int] | None = None) -> dict[str, torch.Tensor]:
     """Uniformly random attribute indices; `shapes` restricts the shape choice."""
-    from .vocab import ATTRIBUTES
-
     gen = torch.Generator().manual_seed(int(seed))
     attrs = {a: torch.randint(len(v), (n,), generator=gen) for a, v in ATTRIBUTES.items()}
     if shapes is not None:

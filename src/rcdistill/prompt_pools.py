@@ -16,10 +16,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..config import Params
-from ..io import atomic_dir, atomic_write_json, write_jsonl
-from .captions import Caption, all_captions, caption
-from .vocab import ATTRIBUTES, CONCEPTS
+from .config import Params
+from .io import atomic_dir, atomic_write_json, write_jsonl
+from .user_prompts import pools_from_files
+from .world.captions import Caption, all_captions, caption
+from .world.vocab import ATTRIBUTES, CONCEPTS
 
 POOLS = ("cache", "rc", "eval_seen", "eval_unseen")
 
@@ -65,8 +66,6 @@ def build_pools(params: Params) -> dict[str, list[dict]]:
 
 def write_prompts(params: Params) -> Path:
     if params.prompts.source == "files":
-        from ..user_prompts import pools_from_files
-
         pools = pools_from_files(params.prompts)
     else:
         pools = build_pools(params)
