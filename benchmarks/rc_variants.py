@@ -12,6 +12,10 @@ no-RC arm as it was (no unpaired samples), so it is not run again.
     .venv/bin/python benchmarks/rc_variants.py --collect-only ...   # tables from finished experiments
 
 Writes benchmarks/results/rc_variants.{json,md}.
+
+The queued experiments run the installed package, which `scripts/setup.sh` installs editable from
+this workspace's src/: leave src/ alone until the queue is done (an experiment that starts after an
+edit runs the edited code with the queued commit's dvc.yaml).
 """
 from __future__ import annotations
 
@@ -112,7 +116,8 @@ def main() -> None:
     ap.add_argument("--concepts", nargs="+", default=["circle"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[4, 14])
     ap.add_argument("--collect-only", action="store_true")
-    ap.add_argument("--baseline", default=None, help="commit the experiments derive from (default HEAD)")
+    ap.add_argument("--baseline", nargs="+", default=None,
+                    help="commit(s) the experiments derive from (default HEAD; several when a rerun was queued later)")
     ap.add_argument("--poll-s", type=float, default=30.0)
     ap.add_argument("--timeout-s", type=float, default=6 * 3600)
     ap.add_argument("--sweep", type=Path, default=SWEEP, help="held-out sweep results to compare with")
@@ -121,11 +126,12 @@ def main() -> None:
     for c in args.concepts:
         attribute_of(c)
     ref = sweep_reference(args.sweep)
-    baseline = subprocess.check_output(["git", "rev-parse", args.baseline or "HEAD"], text=True).strip()
+    baselines = [subprocess.check_output(["git", "rev-parse", b], text=True).strip() for b in args.baseline or ["HEAD"]]
+    baseline = baselines[0]
     from rcdistill.config import load_params
     n = load_params("params.yaml").teacher.gate.eval_per_set  # the concept check's prompts per set
     meta = {"baseline": baseline, "variants": {v: VARIANTS[v] for v in args.variants}, "concepts": args.concepts,
-            "seeds": args.seeds, "eval_per_set": n, "sweep_baseline": json.loads(args.sweep.read_text())["meta"]["baseline"]}
+            "seeds": args.seeds, "eval_per_set": n, **({"baselines": baselines} if len(baselines) > 1 else {}), "sweep_baseline": json.loads(args.sweep.read_text())["meta"]["baseline"]}
     if not args.collect_only:
         for cmd in queue_commands(args.variants, args.concepts, args.seeds):
             dvc("exp", "remove", cmd[3], check=False)
@@ -134,8 +140,10 @@ def main() -> None:
         start_queue(1)
         wait_for_queue(args.poll_s, args.timeout_s)
         meta["wall_s"] = round(time.perf_counter() - start, 1)
-    show = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", baseline))
-    rows = variant_rows(experiments(show, baseline), queue_states(dvc("queue", "status")), args.variants,
+    exps = {}
+    for b in baselines:  # a later baseline's experiment of the same name wins (a rerun)
+        exps.update(experiments(json.loads(dvc("exp", "show", "--json", "--no-fetch", "--rev", b)), b))
+    rows = variant_rows(exps, queue_states(dvc("queue", "status")), args.variants,
                         args.concepts, args.seeds, ref, n)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -290,8 +290,9 @@ def why_missed(concept: str, teacher: float, rc: float, rc_se: float, cached: di
     c, c_se = cached["acc"], se(cached["acc"], cached["n"])
     if rc >= c - 2 * (c_se ** 2 + rc_se ** 2) ** 0.5:
         return (f"- **{concept}:** RC draws it at {rc:.3f}, as well as (within 2 SE) or better than the same student with its "
-                f"latents cached ({c:.3f} ± {c_se:.3f}), against the teacher's {teacher:.3f}: the shortfall is the "
-                "student's, not Random Conditioning's (see the capacity runs below).")
+                f"latents cached ({c:.3f} ± {c_se:.3f}), against the teacher's {teacher:.3f}: the shortfall comes with "
+                "distillation itself (real latents do no better), not with Random Conditioning; the capacity runs "
+                "below try a longer distillation and a larger student.")
     return (f"- **{concept}:** RC {rc:.3f} stays below the student with its latents cached ({c:.3f} ± {c_se:.3f}): "
             "Random Conditioning leaves part of this concept untaught.")
 
