@@ -27,15 +27,23 @@ class ParamsView:
     def __init__(self, model: BaseModel, allowed: frozenset[str], stage: str, prefix: str = ""):
         self._model, self._allowed, self._stage, self._prefix = model, allowed, stage, prefix
 
+    def _whole(self, key: str) -> bool:
+        """The key is declared, or lies inside a declared section."""
+        return key in self._allowed or any(key.startswith(a + ".") for a in self._allowed)
+
+    def _part(self, key: str) -> bool:
+        """Some key inside this section is declared."""
+        return any(a.startswith(key + ".") for a in self._allowed)
+
     def __getattr__(self, name: str):
         if name not in type(self._model).model_fields:  # methods and properties of the model itself
             return getattr(self._model, name)
         key = f"{self._prefix}{name}"
         value = getattr(self._model, name)
-        if key in self._allowed or any(key.startswith(a + ".") for a in self._allowed):
-            return value  # the whole key is declared
-        if isinstance(value, BaseModel) and any(a.startswith(key + ".") for a in self._allowed):
-            return ParamsView(value, self._allowed, self._stage, key + ".")  # part of it is
+        if self._whole(key):
+            return value
+        if isinstance(value, BaseModel) and self._part(key):
+            return ParamsView(value, self._allowed, self._stage, key + ".")
         raise ParamsError(f"stage {self._stage} reads params key {key}, which its stage-table row does not declare "
                         "(src/rcdistill/stage_table.py): DVC would not rerun it when the key changes")
 
@@ -44,10 +52,10 @@ class ParamsView:
         out = {}
         for name in type(self._model).model_fields:
             key = f"{self._prefix}{name}"
-            if key in self._allowed or any(key.startswith(a + ".") for a in self._allowed):
+            if self._whole(key):
                 value = getattr(self._model, name)
                 out[name] = value.model_dump() if isinstance(value, BaseModel) else value
-            elif any(a.startswith(key + ".") for a in self._allowed):
+            elif self._part(key):
                 out[name] = getattr(self, name).model_dump()
         return out
 
