@@ -23,7 +23,7 @@ def test_overfit_handful_of_prompts_and_cond_differs_from_uncond():
     targets = torch.randn(len(PROMPTS), 4, 8, 8, generator=torch.Generator().manual_seed(1)).sign()
     embeds = encode_texts(te, tok, PROMPTS)
     empty = encode_texts(te, tok, [""])[0]
-    cfg = UnetParams(block_out_channels=[32, 32], layers_per_block=1, attention_head_dim=8, steps=600,
+    cfg = UnetParams(block_out_channels=[32, 32], layers_per_block=1, attention_head_dim=8, steps=300,
                      batch_size=16, lr=3e-3, drop_text=0.1, ema_decay=0.9)
     latents = targets.repeat(16, 1, 1, 1)
     index = torch.arange(len(PROMPTS)).repeat(16)

@@ -15,6 +15,6 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-from ._torchvision_compat import ensure_torchvision_importable  # noqa: E402
+from ._torchvision_compat import fix_torchvision_on_import  # noqa: E402
 
-ensure_torchvision_importable()
+fix_torchvision_on_import()

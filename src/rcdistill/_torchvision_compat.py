@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
+from importlib.abc import MetaPathFinder
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -36,3 +37,21 @@ def ensure_torchvision_importable() -> None:
     _library = torch.library.Library("torchvision", "FRAGMENT")
     for schema in _SCHEMAS:
         _library.define(schema)
+
+
+class _FixBeforeTorchvision(MetaPathFinder):
+    """Applies the fix the moment something first imports torchvision, then steps aside."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+            ensure_torchvision_importable()
+        return None  # the regular finders locate the module
+
+
+def fix_torchvision_on_import() -> None:
+    """Apply the fix when torchvision is first imported, so that importing rcdistill costs no torch
+    import: `rcd params check` and friends start in under a second."""
+    if "torchvision" in sys.modules or any(isinstance(f, _FixBeforeTorchvision) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _FixBeforeTorchvision())
