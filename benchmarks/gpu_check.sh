@@ -48,8 +48,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
            sampling.batch_size=4 cache.shard_size=4 distill.steps=2 distill.warmup_steps=1 distill.batch_size=2
            distill.mixed_precision=no distill.teacher_dtype=float32 consistency.steps=2 consistency.warmup_steps=1
            consistency.batch_size=2 consistency.mixed_precision=no
-           consistency.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
-           "evaluate.steps={teacher: [2], student: [2], student_fast: [1]}")
+           consistency.teacher_dtype=float32 boot.steps=2 boot.warmup_steps=1 boot.batch_size=2
+           boot.mixed_precision=no boot.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
+           "evaluate.steps={teacher: [2], student: [2], student_fast: [1], student_boot: [1]}")
 else
   LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"
   CONFIGS="${CONFIGS:-naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:fp16:compile ours:64:bf16:compile}"

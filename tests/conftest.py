@@ -4,10 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import yaml
+# An xdist worker shares the cores with the others: torch (here and in the stages it starts) gets
+# its share of them, read before torch is imported, instead of every worker spinning on all cores.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 0)):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
-import rcdistill  # noqa: F401  (offline env + torchvision fix before anything else)
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+import rcdistill  # noqa: E402,F401  (offline env + torchvision fix before anything else)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,9 +38,36 @@ TINY = {
     "consistency": {"steps": 3, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
                     "num_ddim_timesteps": 10, "time_cond_proj_dim": 16, "default_steps": 2},
     "evaluate": {"eval_per_set": 8, "reference_per_prompt": 2, "kid_subsets": 10, "latency_repeats": 1,
-                 "grid_prompts": 4, "steps": {"teacher": [4, 2], "student": [4, 2], "student_fast": [1, 2]}},
-    "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}, "fast_gate": {"min": {}, "max": {}, "vs_champion": {}}},
+                 "grid_prompts": 4, "steps": {"teacher": [4, 2], "student": [4, 2], "student_fast": [1, 2],
+                                              "student_boot": [1]}},
+    "boot": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1, "num_grid_steps": 10},
+    "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}, "fast_gate": {"min": {}, "max": {}, "vs_champion": {}},
+                 "boot_gate": {"min": {}, "max": {}, "vs_champion": {}}},
 }
+
+
+# Tests that share an expensive session fixture run on one xdist worker, so it is built once: the
+# fixture's name is the group. The flow tests also share one ephemeral Prefect server per module.
+SHARED_FIXTURES = ("tiny_project", "classifier")
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most MAX_WORKERS; the slow pass runs in one process (its
+    SD-sized tests hold several GB each)."""
+    expr = config.option.markexpr or ""
+    if "slow" in expr and "not slow" not in expr:
+        return 0
+    return min(MAX_WORKERS, os.cpu_count() or 1)
+
+
+def pytest_itemcollected(item):
+    """Mark the group as each test is collected: xdist reads the marks in its own modifyitems hook."""
+    group = next((f for f in SHARED_FIXTURES if f in item.fixturenames), None)
+    if group is None and item.module.__name__.endswith("test_flows"):
+        group = "tiny_project"  # its end-to-end tests copy the tiny project
+    if group:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def deep_update(base: dict, extra: dict) -> dict:

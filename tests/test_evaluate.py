@@ -54,8 +54,9 @@ def test_world_clip_fid_ranks_renders_above_blank_images():
 
 def test_evaluate_stage_writes_metrics_plots_and_side_by_side_grids(tiny_project):
     m = json.loads((tiny_project / "metrics/evaluate.json").read_text())
-    # tiny params: teacher and student at 4 and 2 DDIM steps (default 4), the few-step student at 2 and 1 (default 2)
-    expected_steps = {"teacher": ["4", "2"], "student": ["4", "2"], "student_fast": ["2", "1"]}
+    # tiny params: teacher and student at 4 and 2 DDIM steps (default 4), the few-step student at 2 and 1
+    # (default 2), the BOOT student at 1
+    expected_steps = {"teacher": ["4", "2"], "student": ["4", "2"], "student_fast": ["2", "1"], "student_boot": ["1"]}
     for model, counts in expected_steps.items():
         assert set(m[model]["steps"]) == set(counts), (model, list(m[model]["steps"]))
         for n in counts:
@@ -73,15 +74,17 @@ def test_evaluate_stage_writes_metrics_plots_and_side_by_side_grids(tiny_project
     assert m["student_fast_vs_teacher"]["ms_per_image"] == pytest.approx(
         m["student_fast"]["ms_per_image"] / m["teacher"]["ms_per_image"])
     rows = list(csv.DictReader((tiny_project / "plots/concept_accuracy.csv").open()))
-    assert rows and {"concept", "teacher", "student", "student_fast"} == set(rows[0])
+    assert m["student_boot"]["default_steps"] == 1 and "student_boot_vs_teacher" in m
+    assert rows and {"concept", "teacher", "student", "student_fast", "student_boot"} == set(rows[0])
     assert any(r["concept"] == "unseen shape=triangle" for r in rows)
     curve = list(csv.DictReader((tiny_project / "plots/quality_vs_steps.csv").open()))
     assert [int(r["steps"]) for r in curve] == [1, 2, 4]
     assert curve[0]["teacher_unseen_shape"] == "" and curve[0]["student_fast_unseen_shape"] != ""
     assert float(curve[2]["student_unseen_shape"]) == pytest.approx(m["student"]["unseen"]["shape"], abs=1e-5)
     w, h = Image.open(tiny_project / "reports/grid_seen.png").size
-    assert w == 3 * (4 * 34 + 2) and h == 3 * (3 * 34 + 2)  # 4 prompts; teacher, student, few-step student rows
-    assert "rows, top to bottom: teacher (4 steps) / student (4 steps) / student_fast (2 steps)" in \
+    assert w == 3 * (4 * 34 + 2) and h == 3 * (4 * 34 + 2)  # 4 prompts; teacher, student, few-step, BOOT rows
+    assert ("rows, top to bottom: teacher (4 steps) / student (4 steps) / student_fast (2 steps) / "
+            "student_boot (1 steps)") in \
         (tiny_project / "reports/grid_seen.txt").read_text()
     loss = list(csv.DictReader((tiny_project / "plots/distill_loss.csv").open()))
     assert [int(r["step"]) for r in loss] == [1, 2, 3, 4] and all(float(r["total"]) > 0 for r in loss)

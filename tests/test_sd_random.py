@@ -24,8 +24,10 @@ CPU = {  # what a 2-core CPU can run in minutes; widths stay SD's
                 "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
     "consistency": {"steps": 2, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
                     "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
+    "boot": {"steps": 2, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
+             "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
     "evaluate": {"eval_per_set": 4, "latency_repeats": 1, "grid_prompts": 2, "kid_subsets": 2,
-                 "steps": {"teacher": [3], "student": [3], "student_fast": [2]}},
+                 "steps": {"teacher": [3], "student": [3], "student_fast": [2], "student_boot": [1]}},
 }
 
 
@@ -70,13 +72,14 @@ def test_sd_sized_profile_runs_end_to_end_on_cpu(workspace, tmp_path):
     distilled = json.loads((ws / "metrics/distill.json").read_text())["distill"]
     assert distilled["teacher_unet_params"] == 859_520_964 and 4.5e8 < distilled["student_unet_params"] < 5e8
     m = json.loads((ws / "metrics/evaluate.json").read_text())
-    for model in ("teacher", "student", "student_fast"):
+    for model in ("teacher", "student", "student_fast", "student_boot"):
         for s in ("seen", "unseen"):
             assert math.isfinite(m[model][s]["fid"]) and math.isfinite(m[model][s]["clip_score"]), (model, s)
     # the students are other networks than the teacher: their FID to the references differs from its
     assert m["student"]["unseen"]["fid"] != m["teacher"]["unseen"]["fid"]
     reg = json.loads((ws / "metrics/register.json").read_text())
-    assert reg["version"] == 1 and reg["student_fast"]["version"] == 1
+    assert reg["version"] == 1 and reg["student_fast"]["version"] == 1 and reg["student_boot"]["version"] == 1
+    assert json.loads((ws / "metrics/boot.json").read_text())["boot"]["n_cached_latents"] == 0
 
     # the registered student is a multi-GB pyfunc model whose pipeline loads and samples
     import mlflow

@@ -14,6 +14,8 @@ from .errors import ParamsError, RcdError, UserError
 
 
 from .roster import STUDENTS
+
+FAST = "student_fast"  # `rcd promote --fast`: the few-step student
 from .stage_table import BY_SUBCOMMAND, STAGES
 
 CRASH_EXIT_CODE = 4
@@ -85,7 +87,7 @@ def cmd_dvc_yaml(args) -> int:
 def cmd_promote(args) -> int:
     from .registry.stage import promote
 
-    which = STUDENTS[-1].name if args.fast else args.model
+    which = FAST if args.fast else args.model
     name, model_version, decision = promote(_params(args), args.version, args.force, which)
     if args.json:
         print(json.dumps({"model_name": name, "version": model_version, "promoted": decision.promote,
@@ -196,7 +198,7 @@ def _distill_options(sp) -> None:
 
 
 # Options of the stage commands beyond --params (kept here: building the parser imports no stage).
-STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options}
+STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options, "boot": _distill_options}
 
 
 EXIT_CODES = """exit codes:
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--force", action="store_true", help="skip the gate")
     pm.add_argument("--model", default=STUDENTS[0].name, choices=[m.name for m in STUDENTS],
                     help="which student's registered model")
-    pm.add_argument("--fast", action="store_true", help=f"same as --model {STUDENTS[-1].name}")
+    pm.add_argument("--fast", action="store_true", help=f"same as --model {FAST}")
     pm.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     pm.set_defaults(fn=cmd_promote)
     sm = add("summary", help="headline numbers from metrics/ (teacher vs students, registry)",

@@ -191,7 +191,7 @@ class LossWeights(Strict):
 
 
 class TrainLoopParams(Strict):
-    """What every training loop over the latent cache shares (src/rcdistill/distill/loop.py)."""
+    """What every training loop shares (src/rcdistill/distill/loop.py)."""
     out_dir: str = "models/student"
     work_dir: str = "outputs/distill"    # checkpoints; a killed run resumes from the newest
     seed: int = 4
@@ -202,8 +202,6 @@ class TrainLoopParams(Strict):
     warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(1e-2, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    rc_prob: float = Field(0.5, ge=0, le=1)
-    drop_text: float = Field(0.1, ge=0, le=1)
     ema: bool = True
     ema_decay: float = Field(0.999, ge=0, lt=1)
     checkpoint_every: int = Field(250, ge=1)
@@ -236,6 +234,12 @@ class TrainLoopParams(Strict):
         return self
 
 
+class RCTrainParams(TrainLoopParams):
+    """A training loop over the latent cache with Random Conditioning texts (distill, consistency)."""
+    rc_prob: float = Field(0.5, ge=0, le=1)
+    drop_text: float = Field(0.1, ge=0, le=1)
+
+
 class UnpairedParams(Strict):
     """How Random Conditioning's unpaired samples are drawn and weighted. The defaults are the paper's
     recipe (unpaired samples are treated like paired ones but for the task loss); the others are
@@ -247,7 +251,7 @@ class UnpairedParams(Strict):
     pairing: Literal["uniform", "matched"] = "uniform"  # matched: a cached latent sharing the most other attributes
 
 
-class DistillParams(TrainLoopParams):
+class DistillParams(RCTrainParams):
     student: str = "bk_small"
     init: Literal["teacher", "random"] = "teacher"  # teacher: BK-SDM's copy of surviving blocks | random: from scratch
     timestep_sampler: Literal["uniform", "exp"] = "exp"
@@ -263,7 +267,7 @@ class DistillParams(TrainLoopParams):
         return v
 
 
-class ConsistencyParams(TrainLoopParams):
+class ConsistencyParams(RCTrainParams):
     """Latent consistency distillation from the frozen teacher, on cached latents and RC texts."""
     out_dir: str = "models/student_fast"
     work_dir: str = "outputs/consistency"
@@ -296,6 +300,32 @@ class ConsistencyParams(TrainLoopParams):
         return self
 
 
+class BootParams(TrainLoopParams):
+    """BOOT: a one-step student from noise and texts alone (no cached latent, no image)."""
+    out_dir: str = "models/student_boot"
+    work_dir: str = "outputs/boot"
+    # the pipeline folder whose UNet the student starts from: the teacher's, or the RC student's
+    # (models/student); a DVC dependency, so another start reruns the stage
+    init_dir: str = "models/teacher"
+    text_pool: Literal["rc", "cache"] = "rc"          # rc: the RC pool (held-out concepts too) | cache: the cache captions only
+    num_grid_steps: int = Field(50, ge=2, le=999)     # the DDIM grid the trajectory is bootstrapped on
+    boundary_prob: float = Field(0.2, gt=0, lt=1)     # share of samples taught the boundary (teacher's x0 from noise)
+    delta_min: float = Field(0.05, gt=0, le=1)        # the 1/delta^2 weight is capped at 1/delta_min^2
+    guidance_scale: float = Field(3.0, ge=1.0, le=50.0)  # the teacher's CFG, baked in: the student samples without
+    seed: int = 6
+    lr: float = Field(1e-4, gt=0, le=1)
+    steps: int = Field(300, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    checkpoint_every: int = Field(200, ge=1)
+
+    @field_validator("init_dir")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name the pipeline folder the student starts from")
+        return v
+
+
 # ---------------------------------------------------------------- evaluation, registry, orchestration
 EVAL_MODELS = MODEL_NAMES
 
@@ -315,7 +345,7 @@ class EvaluateParams(Strict):
     # sampling steps per model (teacher and student: the `sampling` scheduler; student_fast: its LCM
     # scheduler); an empty list leaves the model out. Each model's own default is always sampled.
     steps: dict[str, list[int]] = Field(default_factory=lambda: {
-        "teacher": [25, 4], "student": [25, 15, 8, 4], "student_fast": [8, 4, 2, 1]})
+        "teacher": [25, 4], "student": [25, 15, 8, 4], "student_fast": [8, 4, 2, 1], "student_boot": [1]})
 
     @field_validator("steps")
     @classmethod
@@ -404,10 +434,17 @@ class RegisterParams(Strict):
                                      max={"image_time_ratio": 0.3, "ms_per_image": 100.0},
                                      vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02})
 
+    # the one-step BOOT student: its own registered model and gate, at its one step
+    boot_model_name: str = Field("rcdistill-student-boot", min_length=1, pattern=MODEL_NAME)
+    boot_gate: GateRules = GateRules(min={"unseen.shape": 0.6, "seen.shape": 0.75}, max={"image_time_ratio": 0.3},
+                                     vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02})
+
     @model_validator(mode="after")
-    def _two_names(self):
-        if self.fast_model_name == self.model_name:
-            raise ValueError("registry.fast_model_name must differ from registry.model_name")
+    def _names_apart(self):
+        names = {"model_name": self.model_name, "fast_model_name": self.fast_model_name,
+                 "boot_model_name": self.boot_model_name}
+        if len(set(names.values())) < len(names):
+            raise ValueError(f"registry model names must differ from each other ({names})")
         return self
 
 
@@ -470,6 +507,7 @@ class Params(Strict):
     cache: CacheParams = CacheParams()
     distill: DistillParams = DistillParams()
     consistency: ConsistencyParams = ConsistencyParams()
+    boot: BootParams = BootParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegisterParams = RegisterParams()
     orchestration: OrchestrationParams = OrchestrationParams()
@@ -481,7 +519,8 @@ class Params(Strict):
         outs = {"prompts.out_dir": self.prompts.out_dir, "evaluators.out_dir": self.evaluators.out_dir,
                 "cache.out_dir": self.cache.out_dir, "distill.out_dir": self.distill.out_dir,
                 "distill.work_dir": self.distill.work_dir, "consistency.out_dir": self.consistency.out_dir,
-                "consistency.work_dir": self.consistency.work_dir, "evaluate.out_dir": self.evaluate.out_dir}
+                "consistency.work_dir": self.consistency.work_dir, "boot.out_dir": self.boot.out_dir,
+                "boot.work_dir": self.boot.work_dir, "evaluate.out_dir": self.evaluate.out_dir}
         if self.teacher.source == "toy":
             outs["teacher.path"] = self.teacher.path
         parts = {}
@@ -503,6 +542,8 @@ class Params(Strict):
         if fast and max(fast) > self.consistency.num_ddim_timesteps:
             raise ValueError(f"evaluate.steps.student_fast asks for {max(fast)} steps, beyond the few-step "
                              f"student's solver grid (consistency.num_ddim_timesteps {self.consistency.num_ddim_timesteps})")
+        if any(n != 1 for n in self.evaluate.steps.get("student_boot", [])):
+            raise ValueError("evaluate.steps.student_boot: the BOOT student samples in one step; list [1] or nothing")
         return self
 
 

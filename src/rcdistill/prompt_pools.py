@@ -7,6 +7,8 @@ Formats (JSON lines, one object per line, all under prompts.out_dir):
                    shuffled, optionally capped; the texts Random Conditioning draws from.
 - eval_seen.jsonl  {text, shape, colour, size, position, seed}: full captions of seen concepts.
 - eval_unseen.jsonl same, each naming at least one held-out concept.
+- cache_texts.txt, rc_texts.txt: the two pools' distinct texts, sorted, one per line (the order
+                   of rc.jsonl follows the held-out list; this file does not).
 - summary.json     counts and the held-out concepts.
 With prompts.source: files (real models) the pools come from user files instead
 (see rcdistill/user_prompts.py); rows then hold only {text} (and seed for eval sets).
@@ -17,12 +19,13 @@ import random
 from pathlib import Path
 
 from .config import Params
-from .io import atomic_dir, atomic_write_json, write_jsonl
+from .io import atomic_dir, atomic_write_json, atomic_write_text, write_jsonl
 from .user_prompts import pools_from_files
 from .world.captions import Caption, all_captions, caption
 from .world.vocab import ATTRIBUTES, CONCEPTS
 
 POOLS = ("cache", "rc", "eval_seen", "eval_unseen")
+TEXT_LISTS = ("cache", "rc")
 
 
 def _is_seen(c: Caption, unseen: set[str]) -> bool:
@@ -73,6 +76,8 @@ def write_prompts(params: Params) -> Path:
     with atomic_dir(out) as tmp:
         for name, rows in pools.items():
             write_jsonl(tmp / f"{name}.jsonl", rows)
+        for name in TEXT_LISTS:  # the texts alone, sorted: what a stage that draws texts only (boot) reads
+            atomic_write_text(tmp / f"{name}_texts.txt", "".join(f"{t}\n" for t in sorted({r["text"] for r in pools[name]})))
         atomic_write_json(
             tmp / "summary.json",
             {"unseen": params.world.unseen, **{f"n_{k}": len(v) for k, v in pools.items()}},

@@ -34,6 +34,10 @@ ROSTER: tuple[Model, ...] = (
           "guidance embedded (no CFG pass)",
           train_section="consistency", own_sampling=True, optional=True, registry_name_key="fast_model_name", gate_key="fast_gate",
           lineage=("cache_latents", "distill", "consistency", "evaluate")),
+    Model("student_boot", "boot", "boot.out_dir",
+          "One-step student: BOOT (bootstrapped from noise and texts alone, no latents), guidance baked in",
+          train_section="boot", own_sampling=True, optional=True, registry_name_key="boot_model_name",
+          gate_key="boot_gate", lineage=("boot", "evaluate")),
 )
 
 MODEL_NAMES = tuple(m.name for m in ROSTER)

@@ -85,19 +85,29 @@ STAGES: tuple[Stage, ...] = (
           deps=("${cache.out_dir}", "${prompts.out_dir}", TEACHER_DIR, "${distill.out_dir}", "${evaluators.out_dir}"),
           outs=("${consistency.out_dir}", eval_samples_file("student_fast")), metrics=("metrics/consistency.json",),
           plots=("plots/consistency_loss.csv",)),
+    Stage("boot", "rcd boot", "one-step student from noise and texts alone: BOOT with RC texts, no latents",
+          "boot", ("boot", "sampling", "teacher.path"),
+          deps=("${prompts.out_dir}/${boot.text_pool}_texts.txt", TEACHER_DIR, "${boot.init_dir}/unet",
+                "metrics/teacher.json"),
+          outs=("${boot.out_dir}",), metrics=("metrics/boot.json",), plots=("plots/boot_loss.csv",),
+          notes=("no latents and no images: texts, noise and the teacher; the texts are a sorted list,",
+                 "so a held-out experiment (another world.unseen) leaves the RC pool's BOOT student alone")),
     Stage("evaluate", "rcd evaluate", "teacher vs students on the seen and unseen eval sets, same seeds",
           "evaluate", ("evaluate", "sampling", "world", "prompts.source", "teacher.path"),
-          deps=_EVAL_SETS + (TEACHER_DIR, "${distill.out_dir}", "${consistency.out_dir}", "${evaluators.out_dir}")
+          deps=_EVAL_SETS + (TEACHER_DIR, "${distill.out_dir}", "${consistency.out_dir}", "${boot.out_dir}",
+                             "${evaluators.out_dir}")
           + tuple(eval_samples_file(m) for m in ("teacher", "student", "student_fast")),
           outs=("${evaluate.out_dir}",), metrics=("metrics/evaluate.json",),
           plots=("plots/concept_accuracy.csv", "plots/quality_vs_steps.csv"),
           notes=("evaluate.out_dir: sample grids, teacher (top) and student (bottom) on the same prompts and seeds",)),
     Stage("register", "rcd register", "register the students in MLflow and gate their promotion",
-          "registry", ("registry", "tracking", "sampling", "world.image_size", "teacher.path", "distill", "consistency"),
-          deps=("${distill.out_dir}", "${consistency.out_dir}", "metrics/evaluate.json", "${evaluate.out_dir}") + _EVAL_SETS,
+          "registry", ("registry", "tracking", "sampling", "world.image_size", "teacher.path", "distill", "consistency",
+                       "boot"),
+          deps=("${distill.out_dir}", "${consistency.out_dir}", "${boot.out_dir}", "metrics/evaluate.json",
+                "${evaluate.out_dir}") + _EVAL_SETS,
           metrics=("metrics/register.json",),
           notes=("the registry itself lives in the MLflow store (mlruns/); this stage records what it did;",
-                 "distill and consistency: each model's card and tags say how it was trained")),
+                 "distill, consistency and boot: each model's card and tags say how it was trained")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

@@ -26,3 +26,14 @@ def clean_and_noise(kind: str, out: torch.Tensor, x: torch.Tensor, alpha: torch.
     if kind == "sample":
         return out, (x - alpha * out) / sigma
     raise ValueError(f"unsupported prediction_type {kind!r}")
+
+
+@torch.no_grad()
+def cond_and_uncond(teacher, kind: str, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                    alpha: torch.Tensor, sigma: torch.Tensor):
+    """The teacher's (x0, noise) with the texts and with the empty text, in one batched call (the two
+    halves of a CFG step): ((x0_c, eps_c), (x0_u, eps_u))."""
+    b, td = len(x), teacher.dtype
+    both = teacher(torch.cat([x, x]).to(td), torch.cat([t, t]), torch.cat([cond, uncond.expand_as(cond)]).to(td)).sample
+    both = both.float()
+    return clean_and_noise(kind, both[:b], x, alpha, sigma), clean_and_noise(kind, both[b:], x, alpha, sigma)

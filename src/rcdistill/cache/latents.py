@@ -33,7 +33,7 @@ from ..fingerprint import file_sha256, teacher_fingerprint
 from ..io import atomic_write_json, read_jsonl
 from ..precision import frozen_dtype
 from ..sampling import device, generate, load_pipeline
-from ..stage_table import metrics_file
+from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
 from .identity import texts_sha256
 
 MANIFEST = "manifest.json"
@@ -130,16 +130,6 @@ def _record_shard(folder: Path, entry: dict) -> int:
                                     key=lambda s: s["file"])
         atomic_write_json(folder / MANIFEST, manifest)
         return len(manifest["shards"])
-
-
-TEACHER_GATE_METRICS = Path(metrics_file("teacher_gate"))
-
-
-def teacher_gate_passed(path: Path = TEACHER_GATE_METRICS) -> bool | None:
-    """The teacher gate's last verdict (its metrics file), or None when no gate ran here."""
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("teacher", {}).get("passed")
 
 
 def build_cache(params: Params, rebuild: bool = False, worker: str | None = None) -> Path:

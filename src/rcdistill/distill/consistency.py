@@ -19,7 +19,7 @@ from ..config import Params
 from ..errors import UserError
 from ..fingerprint import folder_digest
 from ..precision import frozen_dtype
-from ..targets import clean_and_noise
+from ..targets import clean_and_noise, cond_and_uncond
 from .data import RCBatch, RCSampler, TextBank
 from .loop import make_accelerator, train
 
@@ -84,12 +84,8 @@ class ConsistencyObjective:
     def solver_step(self, x: torch.Tensor, start: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor,
                     w: torch.Tensor) -> torch.Tensor:
         """The teacher's guided DDIM step from `start` to `prev`: cond + w (cond - uncond) on x0 and eps."""
-        b, td = len(x), self.teacher.dtype
-        both = self.teacher(torch.cat([x, x]).to(td), torch.cat([start, start]),
-                            torch.cat([cond, self.uncond.expand_as(cond)]).to(td)).sample.float()
-        a, s = self._at(self.alphas, start), self._at(self.sigmas, start)
-        x0_c, eps_c = clean_and_noise(self.kind, both[:b], x, a, s)
-        x0_u, eps_u = clean_and_noise(self.kind, both[b:], x, a, s)
+        (x0_c, eps_c), (x0_u, eps_u) = cond_and_uncond(self.teacher, self.kind, x, start, cond, self.uncond,
+                                                       self._at(self.alphas, start), self._at(self.sigmas, start))
         x0, eps = x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u)
         return self._at(self.alphas, prev) * x0 + self._at(self.sigmas, prev) * eps
 

@@ -2,8 +2,8 @@
 atomic checkpoints, automatic resume, MLflow logging, a progress bar.
 
 What is learned is the objective's business (`kd.KDObjective`: Random Conditioning knowledge
-distillation; `consistency.ConsistencyObjective`: latent consistency distillation); the loop only
-asks it for a loss on each RC batch. Checkpoints are `work_dir/checkpoint-<step>/` (accelerate
+distillation; `consistency.ConsistencyObjective`: latent consistency distillation; `boot.BootObjective`:
+bootstrapping from noise and texts); the loop only asks it for a loss on each batch. Checkpoints are `work_dir/checkpoint-<step>/` (accelerate
 state: student, optimizer, lr schedule, RNG states and EMA), written by the main process to a
 temp folder and renamed; the newest one is picked up automatically, and batch k is drawn from
 (seed, process, k) alone, so a killed run (every process of a data-parallel one) resumes where
@@ -124,8 +124,11 @@ def train(accelerator: Accelerator, cfg, objective: Objective, sampler: RCSample
             bar.set_postfix(loss=f"{values['total']:.4f}", samples_per_s=f"{rate:.0f}")
             if log and accelerator.is_main_process:
                 p = objective.name
-                log({**{f"{p}/loss_{k}": v for k, v in values.items()}, f"{p}/lr": lr_sched.get_last_lr()[0],
-                     f"{p}/samples_per_s": rate, f"{p}/paired_frac": batch.paired.float().mean().item()}, step)
+                row = {**{f"{p}/loss_{k}": v for k, v in values.items()}, f"{p}/lr": lr_sched.get_last_lr()[0],
+                       f"{p}/samples_per_s": rate}
+                if hasattr(batch, "paired"):  # an RC batch: the share of captions that match their latent
+                    row[f"{p}/paired_frac"] = batch.paired.float().mean().item()
+                log(row, step)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:

@@ -29,9 +29,11 @@ def make_entry(model: Model, params: Params) -> RegistryEntry:
     init = f", init {sec.init}" if hasattr(sec, "init") else ""
     how = (f"samples with its own scheduler in {sampling.default_steps} steps" if model.own_sampling
            else f"samples with {params.sampling.scheduler} in {sampling.default_steps} steps")
-    description = (f"{model.summary}: `{params.distill.student}` ({model.train_section}: rc_prob {sec.rc_prob}, "
+    # RC objectives pair latents with random texts at rc_prob; BOOT reads no latents, only a text pool.
+    texts = ("rc_prob", str(sec.rc_prob)) if hasattr(sec, "rc_prob") else ("text_pool", sec.text_pool)
+    description = (f"{model.summary}: `{params.distill.student}` ({model.train_section}: {texts[0]} {texts[1]}, "
                    f"{sec.steps} steps x {sec.batch_size}{init}); {how}")
-    tags = {"model": model.name, "student": params.distill.student, "rc_prob": str(sec.rc_prob), "steps": str(sampling.default_steps)}
+    tags = {"model": model.name, "student": params.distill.student, texts[0]: texts[1], "steps": str(sampling.default_steps)}
     if init:
         tags["init"] = sec.init
     return RegistryEntry(model.name, getattr(params.registry, model.registry_name_key), sampling.path,
