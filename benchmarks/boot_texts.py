@@ -1,9 +1,9 @@
 """BOOT's text pool: what Random Conditioning's texts teach a student that never sees a latent.
 
-Runs from a complete workspace (after `dvc repro`): the workspace's BOOT student learned from the
-RC pool (`boot.text_pool: rc`, held-out concepts included); one DVC experiment retrains it from the
-cache captions only (`-S boot.text_pool=cache`, seen concepts only) and evaluates it on the same
-prompts and seeds. Both are read from `metrics/evaluate.json` beside the teacher, the RC student
+Runs from a complete, up-to-date workspace (after `dvc repro`): the workspace's BOOT student learned
+from the RC pool (`boot.text_pool: rc`, held-out concepts included); one DVC experiment, in a temp
+folder so the workspace stays as it is, retrains it from the cache captions only
+(`-S boot.text_pool=cache`, seen concepts only) and evaluates it on the same prompts and seeds. Both are read from `metrics/evaluate.json` beside the teacher, the RC student
 and the few-step student at 1 step, with standard errors.
 
     .venv/bin/python benchmarks/boot_texts.py            # runs the experiment (about 4 min on 2 cores)
@@ -14,7 +14,9 @@ Writes benchmarks/results/boot_texts.{json,md}.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -81,28 +83,64 @@ def verdict(table: list[dict], n: int) -> list[str]:
     return lines
 
 
+def training_cost(params: dict) -> list[dict]:
+    """UNet rows per sample, samples, and measured throughput of the BOOT and consistency stages."""
+    out = []
+    for stage in ("boot", "consistency"):
+        m = json.loads(Path(f"metrics/{stage}.json").read_text())[stage]
+        cfg = params[stage]
+        rates = sorted(float(r["samples_per_s"]) for r in csv.DictReader(Path(f"plots/{stage}_loss.csv").open())
+                       if r.get("samples_per_s"))
+        rate = rates[len(rates) // 2] if rates else None
+        samples, per = cfg["steps"] * cfg["batch_size"], m.get("unet_rows_per_sample")  # absent before 2026-12-06
+        out.append({"stage": stage, "unet_rows_per_sample": per, "steps": cfg["steps"],
+                    "batch_size": cfg["batch_size"], "unet_rows": samples * per if per else None,
+                    "samples_per_s_median": rate, "train_s": samples / rate if rate else None,
+                    "reads_cached_latents": stage != "boot"})
+    return out
+
+
+def cost_markdown(cost: list[dict]) -> str:
+    lines = ["| stage | UNet rows / sample | steps x batch | UNet rows in all | samples / s (median) | training s "
+             "| reads cached latents |", "|---|---|---|---|---|---|---|"]
+    for c in cost:
+        rate = "-" if c["samples_per_s_median"] is None else f"{c['samples_per_s_median']:.0f}"
+        secs = "-" if c["train_s"] is None else f"{c['train_s']:.0f}"
+        rows_all = "-" if c["unet_rows"] is None else f"{c['unet_rows']:,}"
+        lines.append(f"| {c['stage']} | {c['unet_rows_per_sample'] or '-'} | {c['steps']} x {c['batch_size']} | "
+                     f"{rows_all} | {rate} | {secs} | {'yes' if c['reads_cached_latents'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--collect-only", action="store_true", help="read the finished experiment, run nothing")
     ap.add_argument("--timeout-s", type=float, default=1800)
     args = ap.parse_args()
     t0 = time.time()
+    # the RC-pool student is the workspace's own: its metrics count only when the workspace is up to date
+    if not dvc("status").strip().endswith("up to date."):
+        raise SystemExit("dvc status: the workspace is not up to date; run `dvc repro` first")
     if not args.collect_only:
         dvc("exp", "remove", EXP, check=False)
-        subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-n", EXP, "-S", "boot.text_pool=cache"],
-                       check=True, timeout=args.timeout_s)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # stages call rcd
+        subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", EXP, "-S", "boot.text_pool=cache"],
+                       check=True, timeout=args.timeout_s, env=env)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     exps = experiments(json.loads(dvc("exp", "show", "--json", "--force")), head)
     cache_exp = metric(exps[EXP], EVAL) if EXP in exps else None
     workspace = json.loads(Path(EVAL).read_text())
-    n = yaml.safe_load(Path("params.yaml").read_text())["evaluate"]["eval_per_set"]  # prompts per eval set
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    n = params["evaluate"]["eval_per_set"]  # prompts per eval set
     table = rows(workspace, cache_exp)
+    cost = training_cost(params)
     result = {"meta": {"commit": head, "experiment": EXP, "n_prompts_per_set": n, "wall_s": round(time.time() - t0, 1),
-                       "date": time.strftime("%Y-%m-%d"), "cores": __import__("os").cpu_count()},
-              "rows": table, "verdict": verdict(table, n)}
+                       "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()},
+              "rows": table, "verdict": verdict(table, n), "training_cost": cost}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    OUT.with_suffix(".md").write_text(markdown(table, n, result["verdict"]))
+    OUT.with_suffix(".md").write_text(markdown(table, n, result["verdict"]) + "\nTraining cost, measured in the same "
+                                      "workspace (2 cores unless stated in the JSON):\n\n" + cost_markdown(cost))
     print(OUT.with_suffix(".md").read_text())
 
 

@@ -70,21 +70,27 @@ def teacher_section(teacher: dict | None, checks: dict | None, params: dict) -> 
     return lines
 
 
+def spread(cell: dict) -> str:
+    return f"{cell['diversity']:.3f} ± {cell['diversity_se']:.3f}" if "diversity" in cell else "-"
+
+
 def evaluate_section(ev: dict | None, params: dict) -> list[str]:
     if not ev:
         return ["_No evaluation recorded._"]
     n = params["evaluate"]["eval_per_set"]
     lines = [f"`metrics/evaluate.json`: {n} prompts per set, the same prompts and seeds for every model "
-             "(accuracy ± standard error; FID on world-CLIP features).", "",
-             "| model | steps | seen shape | seen colour | unseen shape | unseen colour | unseen FID | ms / image |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(accuracy ± standard error; FID on world-CLIP features; diversity: pixel spread across "
+             f"{params['evaluate'].get('diversity_seeds', '-')} seeds per prompt at the default steps, ± SE over prompts).", "",
+             "| model | steps | seen shape | seen colour | unseen shape | unseen colour | unseen FID | ms / image "
+             "| unseen diversity |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model in MODEL_NAMES:
         if model not in ev:
             continue
         for k, cell in sorted(ev[model]["steps"].items(), key=lambda kv: -int(kv[0])):
             lines.append(f"| {model} | {k} | " + " | ".join(acc(cell[s][a], n) for s, a in
                          (("seen", "shape"), ("seen", "colour"), ("unseen", "shape"), ("unseen", "colour")))
-                         + f" | {cell['unseen']['fid']:.3f} | {cell['ms_per_image']:.1f} |")
+                         + f" | {cell['unseen']['fid']:.3f} | {cell['ms_per_image']:.1f} | {spread(cell['unseen'])} |")
     st = ev.get("student", {})
     if st:
         lines += ["", f"Student UNet: {st['unet_params'] / 1e6:.2f}M parameters ({st['param_ratio']:.2f}× the teacher), "
@@ -354,6 +360,9 @@ def results_text() -> str:
              "## Headlines", ""]
     head = RESULTS / "headlines.md"
     parts += [head.read_text().rstrip() if head.exists() else "_benchmarks/headlines.py has not run._", ""]
+    boot = RESULTS / "boot_texts.md"
+    parts += ["## One step from noise and texts alone (BOOT)", "",
+              boot.read_text().rstrip() if boot.exists() else "_benchmarks/boot_texts.py has not run._", ""]
     sweep = RESULTS / "heldout_sweep.md"
     parts += ["## Held-out sweep", "", sweep.read_text().rstrip() if sweep.exists() else "_not run_", "",
               "## Random Conditioning, concept by concept", "", *rc_concepts_section(params), "",

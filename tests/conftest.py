@@ -46,8 +46,9 @@ TINY = {
 }
 
 
-# Tests that share an expensive session fixture run on one xdist worker, so it is built once: the
-# fixture's name is the group. The flow tests also share one ephemeral Prefect server per module.
+# Tests that share an expensive session fixture run on one xdist worker: the fixture's name is the
+# group. The flow tests (which copy the tiny project, and share one ephemeral Prefect server) are a
+# group of their own, so they can run beside the other tiny-project tests.
 SHARED_FIXTURES = ("tiny_project", "classifier")
 MAX_WORKERS = 4
 
@@ -64,8 +65,8 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_itemcollected(item):
     """Mark the group as each test is collected: xdist reads the marks in its own modifyitems hook."""
     group = next((f for f in SHARED_FIXTURES if f in item.fixturenames), None)
-    if group is None and item.module.__name__.endswith("test_flows"):
-        group = "tiny_project"  # its end-to-end tests copy the tiny project
+    if item.module.__name__.endswith("test_flows"):
+        group = "flows"
     if group:
         item.add_marker(pytest.mark.xdist_group(group))
 
@@ -139,14 +140,35 @@ def make_project(folder: Path, extra: dict | None = None) -> Path:
     return folder
 
 
+def _shared_tmp(tmp_path_factory) -> Path:
+    """The temp folder every xdist worker of this session sees (the workers' parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory) -> Path:
-    """A DVC workspace where `dvc repro` ran every real stage once on the tiny params (about a minute)."""
-    root = make_project(tmp_path_factory.mktemp("proj") / "ws")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=env)
-    assert r.returncode == 0, f"dvc repro: {(r.stdout + r.stderr)[-3000:]}"
+    """A DVC workspace where `dvc repro` ran every real stage once on the tiny params. Built once per
+    session (the first worker to ask builds it under a lock, the others wait) and never touched;
+    each worker gets its own copy, so tests on different workers may change theirs."""
+    from filelock import FileLock
+
+    shared = _shared_tmp(tmp_path_factory)
+    built = shared / "tiny_project_build" / "ws"
+    with FileLock(str(shared / "tiny_project_build.lock")):
+        if not (built.parent / "done").exists():
+            shutil.rmtree(built.parent, ignore_errors=True)  # a build that died half-way
+            make_project(built)
+            env = {**os.environ, "PYTHONWARNINGS": "ignore",
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+            r = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=built, capture_output=True, text=True,
+                               env=env, timeout=900)
+            assert r.returncode == 0, f"dvc repro: {(r.stdout + r.stderr)[-3000:]}"
+            (built.parent / "done").touch()
+    # the copy's MLflow experiments keep their artifact root in the build (an absolute path): runs
+    # logged from a copy add folders there, each under its own run id
+    root = tmp_path_factory.mktemp("proj") / "ws"
+    shutil.copytree(built, root, symlinks=True)
     return root
 
 

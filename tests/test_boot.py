@@ -132,12 +132,30 @@ def test_student_learns_the_teachers_one_step_target(tmp_path):
     assert after < 0.5 * before, (before, after)
 
 
+def test_bk_init_cuts_blocks_from_the_start_unet_and_copies_the_rest(tiny_pipeline):
+    from rcdistill.distill.boot import boot_init
+    from rcdistill.students import weight_mapping
+
+    pipe = load_pipeline(str(tiny_pipeline))
+    whole, whole_id = boot_init(str(tiny_pipeline), str(tiny_pipeline), pipe)
+    assert whole is pipe.unet and "+" not in whole_id
+    small, small_id = boot_init(str(tiny_pipeline), str(tiny_pipeline), pipe, "bk_small")
+    assert small_id == f"{whole_id}+bk_small"
+    n = lambda u: sum(p.numel() for p in u.parameters())  # noqa: E731
+    assert n(small) < n(whole)
+    teacher = pipe.unet.state_dict()
+    mapping = weight_mapping(pipe.unet, small, "bk_small")
+    assert len(mapping) == len(small.state_dict())  # BK-SDM: every surviving tensor has a teacher twin
+    assert all(torch.equal(v, teacher[mapping[k]]) for k, v in small.state_dict().items())
+
+
 def test_params_refuse_a_multi_step_boot_student_and_an_empty_start(workdir):
     import yaml
 
     good = yaml.safe_load((workdir / "params.yaml").read_text())
     for section, bad, word in (("evaluate", {"steps": {"student_boot": [2]}}, "one step"),
                                ("boot", {"init_dir": " "}, "init_dir"), ("boot", {"text_pool": "eval"}, "text_pool"),
+                               ("boot", {"student": "bk_huge"}, "unknown student"),
                                ("registry", {"boot_model_name": "rcdistill-student"}, "must differ")):
         params = {**good, section: {**good.get(section, {}), **bad}}
         (workdir / "params.yaml").write_text(yaml.safe_dump(params))

@@ -75,6 +75,9 @@ def test_evaluate_stage_writes_metrics_plots_and_side_by_side_grids(tiny_project
         m["student_fast"]["ms_per_image"] / m["teacher"]["ms_per_image"])
     rows = list(csv.DictReader((tiny_project / "plots/concept_accuracy.csv").open()))
     assert m["student_boot"]["default_steps"] == 1 and "student_boot_vs_teacher" in m
+    for model in expected_steps:  # diversity at the default steps, every model, both sets
+        for split in ("seen", "unseen"):
+            assert 0 < m[model][split]["diversity"] < 0.5 and m[model][split]["diversity_se"] >= 0, (model, split)
     assert rows and {"concept", "teacher", "student", "student_fast", "student_boot"} == set(rows[0])
     assert any(r["concept"] == "unseen shape=triangle" for r in rows)
     curve = list(csv.DictReader((tiny_project / "plots/quality_vs_steps.csv").open()))
@@ -170,3 +173,19 @@ def test_fid_survives_a_scipy_that_clean_fid_does_not_know(monkeypatch):
 
     monkeypatch.setattr(cleanfid.linalg, "sqrtm", new_scipy_sqrtm)
     assert abs(fid(a, b) - expected) < 1e-6
+
+
+def test_seed_spread_is_zero_for_one_image_per_prompt_and_grows_with_seed_noise():
+    from rcdistill.evaluate.diversity import diversity_prompts, seed_spread
+
+    texts, seeds = diversity_prompts([{"text": "a", "seed": 7}, {"text": "b", "seed": 8}, {"text": "c", "seed": 9}], 2, 3)
+    assert texts == ["a"] * 3 + ["b"] * 3 and seeds[:3] == [7, 100_007, 200_007] and len(set(seeds)) == 6
+    g = torch.Generator().manual_seed(0)
+    prompts = torch.randint(0, 256, (4, 1, 3, 8, 8), generator=g, dtype=torch.uint8)
+    collapsed = prompts.expand(4, 5, 3, 8, 8).reshape(20, 3, 8, 8)  # prompts differ, seeds do not
+    assert seed_spread(collapsed, 5) == (0.0, 0.0)
+    noisy = (collapsed.float() + torch.randn(20, 3, 8, 8, generator=g) * 20).clamp(0, 255).to(torch.uint8)
+    noisier = (collapsed.float() + torch.randn(20, 3, 8, 8, generator=g) * 60).clamp(0, 255).to(torch.uint8)
+    assert 0 < seed_spread(noisy, 5)[0] < seed_spread(noisier, 5)[0]
+    with pytest.raises(ValueError, match="2 prompts of 5 seeds"):
+        seed_spread(collapsed[:7], 5)

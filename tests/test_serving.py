@@ -21,7 +21,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["rcdistill-student", "rcdistill-student-fast"])
+@pytest.mark.parametrize("model", ["rcdistill-student", "rcdistill-student-fast", "rcdistill-student-boot"])
 def test_mlflow_models_serve_answers_with_images(tiny_project, model, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV"))}

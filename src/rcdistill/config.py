@@ -307,6 +307,9 @@ class BootParams(TrainLoopParams):
     # the pipeline folder whose UNet the student starts from: the teacher's, or the RC student's
     # (models/student); a DVC dependency, so another start reruns the stage
     init_dir: str = "models/teacher"
+    # BK block removal applied to that UNet before training (distill.student's names), as the distill
+    # stage's BK-SDM init does: a smaller one-step student with no data anywhere; null keeps it whole
+    student: str | None = "bk_small"
     text_pool: Literal["rc", "cache"] = "rc"          # rc: the RC pool (held-out concepts too) | cache: the cache captions only
     num_grid_steps: int = Field(50, ge=2, le=999)     # the DDIM grid the trajectory is bootstrapped on
     boundary_prob: float = Field(0.2, gt=0, lt=1)     # share of samples taught the boundary (teacher's x0 from noise)
@@ -314,15 +317,22 @@ class BootParams(TrainLoopParams):
     guidance_scale: float = Field(3.0, ge=1.0, le=50.0)  # the teacher's CFG, baked in: the student samples without
     seed: int = 6
     lr: float = Field(1e-4, gt=0, le=1)
-    steps: int = Field(300, ge=1)
+    steps: int = Field(1000, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    checkpoint_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
 
     @field_validator("init_dir")
     @classmethod
     def _named(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must name the pipeline folder the student starts from")
+        return v
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, v: str | None) -> str | None:
+        if v is not None and v not in STUDENTS:
+            raise ValueError(f"unknown student {v!r}; allowed: {', '.join(STUDENTS)}, or null (the init UNet whole)")
         return v
 
 
@@ -341,6 +351,9 @@ class EvaluateParams(Strict):
     clip_checkpoint: str | None = None    # its weights, a local file
     kid_subsets: int = Field(20, ge=1)
     latency_repeats: int = Field(5, ge=1, le=1000)
+    # diversity: the first N prompts of each eval set drawn with several seeds at the default steps
+    diversity_prompts: int = Field(32, ge=0, le=10_000, description="0 skips the diversity metric")
+    diversity_seeds: int = Field(4, ge=2, le=64)
     grid_prompts: int = Field(10, ge=1, le=100)
     # sampling steps per model (teacher and student: the `sampling` scheduler; student_fast: its LCM
     # scheduler); an empty list leaves the model out. Each model's own default is always sampled.
@@ -436,7 +449,9 @@ class RegisterParams(Strict):
 
     # the one-step BOOT student: its own registered model and gate, at its one step
     boot_model_name: str = Field("rcdistill-student-boot", min_length=1, pattern=MODEL_NAME)
-    boot_gate: GateRules = GateRules(min={"unseen.shape": 0.6, "seen.shape": 0.75}, max={"image_time_ratio": 0.3},
+    # floors: the targets (0.85x the teacher on shape, 0.8x on colour) on a teacher near 1.0
+    boot_gate: GateRules = GateRules(min={"unseen.shape": 0.85, "seen.shape": 0.85, "unseen.colour": 0.8,
+                                          "seen.colour": 0.8}, max={"image_time_ratio": 0.3},
                                      vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02})
 
     @model_validator(mode="after")

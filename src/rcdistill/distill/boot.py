@@ -25,6 +25,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from ..errors import UserError
 from ..fingerprint import folder_digest
 from ..precision import frozen_dtype
+from ..students import build_student, init_from_teacher
 from ..targets import cond_and_uncond
 from .data import TextBank
 from .loop import make_accelerator, train
@@ -152,8 +153,9 @@ def boot_distill(cfg, pipe, init_unet: UNet2DConditionModel, texts: list[str], l
     return train(accelerator, cfg, objective, sampler, bank, log, stop_after), objective
 
 
-def boot_init(init_dir: str, teacher_path: str, teacher) -> tuple[UNet2DConditionModel, str]:
-    """The UNet the student starts from (boot.init_dir's), and its identity (for resuming)."""
+def boot_init(init_dir: str, teacher_path: str, teacher, student: str | None = None) -> tuple[UNet2DConditionModel, str]:
+    """The UNet the student starts from (boot.init_dir's, with BK block removal when `student` names
+    an architecture), and its identity (for resuming)."""
     folder = Path(init_dir) / "unet"
     if not (folder / "config.json").exists():
         raise UserError(f"boot.init_dir: {folder} holds no UNet; name a pipeline folder (models/teacher, or "
@@ -161,4 +163,12 @@ def boot_init(init_dir: str, teacher_path: str, teacher) -> tuple[UNet2DConditio
     same = folder.resolve() == (Path(teacher_path) / "unet").resolve()
     unet = teacher.unet if same else UNet2DConditionModel.from_pretrained(folder, local_files_only=True,
                                                                           use_safetensors=True)
-    return unet, f"{init_dir}:{folder_digest(folder)}"
+    identity = f"{init_dir}:{folder_digest(folder)}"
+    if student is None:
+        return unet, identity
+    try:
+        small = build_student(dict(unet.config), student)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"boot.student: {student} cannot be cut from {folder} ({e}); use null to keep it whole") from e
+    init_from_teacher(small, unet, student)
+    return small, f"{identity}+{student}"

@@ -53,6 +53,9 @@ def huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
 class ConsistencyObjective:
     name = "consistency"
     ema_warmup = False  # the target network's EMA ramps straight to its decay (LCM: 0.95)
+    # UNet rows per training sample: the teacher with and without the text, the EMA target, the
+    # student (forward and backward): the training cost BOOT's is compared with
+    unet_rows_per_sample = 4
 
     def __init__(self, cfg, teacher: UNet2DConditionModel, init: UNet2DConditionModel, scheduler_config,
                  uncond: torch.Tensor, device: torch.device):

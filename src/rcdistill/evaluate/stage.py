@@ -1,7 +1,7 @@
 """Stage `evaluate`: teacher, student and few-step student sampled with the same prompts and seeds
 on the `seen` and `unseen` eval sets, at every step count in `evaluate.steps`; FID/KID against
-reference images, CLIP score, concept accuracy, milliseconds per image (whole pipeline, CFG passes
-counted) and per UNet call. Writes metrics/evaluate.json (dvc metrics), quality against steps and
+reference images, CLIP score, concept accuracy, diversity (pixel spread across seeds per prompt, at
+each model's default steps), milliseconds per image (whole pipeline, CFG passes counted) and per UNet call. Writes metrics/evaluate.json (dvc metrics), quality against steps and
 per-concept accuracy (dvc plots), and sample grids (one row per model).
 
 At each model's default steps the eval sets were already drawn by the stage that checked it (teacher
@@ -25,6 +25,7 @@ from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..tracking import flatten, stage_run
 from ..world.render import render_attributes
 from .concepts import concept_accuracy, row_labels
+from .diversity import diversity_prompts, seed_spread
 from .judges import Judges
 from .latency import unet_step_ms
 from .metrics import fid, kid
@@ -97,6 +98,16 @@ def time_one_batch(pipe, rows: list[dict], steps: int, guidance_scale: float, ba
     return time.perf_counter() - t0, len(rows)
 
 
+def diversity(pipe, m, steps: int, rows: list[dict], cfg, batch_size: int) -> dict:
+    """Pixel spread across seeds for the set's first prompts (evaluate.diversity_*), with its SE."""
+    if not cfg.diversity_prompts or len(rows) < 2:
+        return {}
+    texts, seeds = diversity_prompts(rows, cfg.diversity_prompts, cfg.diversity_seeds)
+    images = generate(pipe, texts, seeds, steps, m.guidance_scale, batch_size, desc=f"{m.name} diversity")
+    spread, se = seed_spread(images, cfg.diversity_seeds)
+    return {"diversity": spread, "diversity_se": se}
+
+
 def run_evaluate_stage(params: Params) -> dict:
     cfg, s = params.evaluate, params.sampling
     models = eval_models(params)
@@ -134,6 +145,7 @@ def run_evaluate_stage(params: Params) -> dict:
                     entry[set_name], concepts = score_set(judges, params, images, rows, ref_feats[set_name])
                     if n == m.default_steps:
                         per_concept.setdefault(m.name, {})[set_name] = concepts
+                        entry[set_name].update(diversity(pipe, m, n, rows, cfg, s.batch_size))
                         grid_rows[set_name].append(images[:k])
                 if not count:  # every set was scored from kept samples: time one batch of the first
                     wall, count = time_one_batch(pipe, next(iter(rows_by_set.values())), n, m.guidance_scale,

@@ -54,20 +54,22 @@ def run_boot_stage(params: Params, stop_after: int | None = None) -> dict:
         raise GateFailed(f"{TEACHER_GATE_METRICS}: the teacher failed its quality gate; nothing is distilled from it")
     texts = text_pool(params)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
-    init, init_id = boot_init(cfg.init_dir, params.teacher.path, teacher)
+    init, init_id = boot_init(cfg.init_dir, params.teacher.path, teacher, cfg.student)
     texts_id = {"text_pool": cfg.text_pool, "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
     if not join_run(cfg, texts_id, "boot", init=init_id):
         boot_distill(cfg, teacher, init, texts, stop_after=stop_after)
         return {"helper": True}
     n_teacher = sum(p.numel() for p in teacher.unet.parameters())
     with stage_run(params, "boot", ("boot", "sampling")) as log:
-        log.mlflow.set_tags({"init_dir": cfg.init_dir, "text_pool": cfg.text_pool, "init_id": init_id})
+        log.mlflow.set_tags({"init_dir": cfg.init_dir, "student": str(cfg.student), "text_pool": cfg.text_pool,
+                             "init_id": init_id})
         history = LossHistory(cfg.work_dir, log, "boot", LOSS_FIELDS)
         unet, objective = boot_distill(cfg, teacher, init, texts, history, stop_after=stop_after)
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         pipe = student_pipeline(teacher, unet.to(teacher.device, torch.float32), signal_scheduler(teacher.scheduler.config))
-        metrics = {"init_dir": cfg.init_dir, "text_pool": cfg.text_pool, "n_texts": len(texts), "n_cached_latents": 0,
+        metrics = {"init_dir": cfg.init_dir, "student": cfg.student, "text_pool": cfg.text_pool, "n_texts": len(texts),
+                   "n_cached_latents": 0,
                    "steps": 1, "guidance_scale": cfg.guidance_scale, "teacher_unet_params": n_teacher,
                    "student_unet_params": sum(p.numel() for p in unet.parameters()),
                    "unet_rows_per_sample": objective.unet_rows_per_sample}

@@ -12,7 +12,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..sampling import DEFAULTS_FILE, load_pipeline
 from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run
-from ..distill.consistency import consistency_distill, init_unet, lcm_scheduler
+from ..distill.consistency import ConsistencyObjective, consistency_distill, init_unet, lcm_scheduler
 from ..distill.training_run import LossHistory, join_run, save_checked_student, student_pipeline, training_data
 
 METRICS_FILE = Path(metrics_file("consistency"))
@@ -49,7 +49,7 @@ def run_consistency_stage(params: Params, stop_after: int | None = None) -> dict
                                 lcm_scheduler(teacher.scheduler.config, cfg.num_ddim_timesteps))
         metrics = {"init": cfg.init, "student_unet_params": sum(p.numel() for p in unet.parameters()),
                    "teacher_unet_params": n_teacher, "rc_prob": cfg.rc_prob, "steps": cfg.default_steps,
-                   "guidance_scale": cfg.guidance_scale}
+                   "guidance_scale": cfg.guidance_scale, "unet_rows_per_sample": ConsistencyObjective.unet_rows_per_sample}
         metrics["param_ratio"] = metrics["student_unet_params"] / n_teacher
         atomic_write_text(LOSS_PLOT, history.csv())
         defaults = {"steps": cfg.default_steps, "guidance_scale": cfg.guidance_scale}
