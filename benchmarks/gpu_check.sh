@@ -50,6 +50,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
            consistency.batch_size=2 consistency.mixed_precision=no
            consistency.teacher_dtype=float32 boot.steps=2 boot.warmup_steps=1 boot.batch_size=2
            boot.mixed_precision=no boot.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
+           evaluate.diversity_prompts=2 evaluate.diversity_seeds=2
            "evaluate.steps={teacher: [2], student: [2], student_fast: [1], student_boot: [1]}")
 else
   LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"

@@ -71,7 +71,7 @@ def teacher_section(teacher: dict | None, checks: dict | None, params: dict) -> 
 
 
 def spread(cell: dict) -> str:
-    return f"{cell['diversity']:.3f} ± {cell['diversity_se']:.3f}" if "diversity" in cell else "-"
+    return f"{cell['diversity']:.4f} ± {cell['diversity_se']:.4f}" if "diversity" in cell else "-"
 
 
 def evaluate_section(ev: dict | None, params: dict) -> list[str]:

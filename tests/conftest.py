@@ -38,6 +38,7 @@ TINY = {
     "consistency": {"steps": 3, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
                     "num_ddim_timesteps": 10, "time_cond_proj_dim": 16, "default_steps": 2},
     "evaluate": {"eval_per_set": 8, "reference_per_prompt": 2, "kid_subsets": 10, "latency_repeats": 1,
+                 "diversity_prompts": 4, "diversity_seeds": 2,
                  "grid_prompts": 4, "steps": {"teacher": [4, 2], "student": [4, 2], "student_fast": [1, 2],
                                               "student_boot": [1]}},
     "boot": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1, "num_grid_steps": 10},

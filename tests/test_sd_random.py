@@ -27,6 +27,7 @@ CPU = {  # what a 2-core CPU can run in minutes; widths stay SD's
     "boot": {"steps": 2, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
              "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
     "evaluate": {"eval_per_set": 4, "latency_repeats": 1, "grid_prompts": 2, "kid_subsets": 2,
+                 "diversity_prompts": 2, "diversity_seeds": 2,
                  "steps": {"teacher": [3], "student": [3], "student_fast": [2], "student_boot": [1]}},
 }
 
