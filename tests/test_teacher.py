@@ -84,7 +84,7 @@ def test_failed_gate_stops_the_pipeline_before_the_latent_cache(tiny_project, tm
 
 def test_teacher_and_evaluators_do_not_depend_on_the_held_out_concepts(tiny_project, tmp_path):
     """Another world.unseen re-judges the teacher and redoes prompts, cache and what follows,
-    but neither retrains the evaluators nor the teacher."""
+    but neither retrains the evaluators, the teacher nor the RC-pool BOOT student."""
     import os
     import shutil
     import subprocess
@@ -104,6 +104,16 @@ def test_teacher_and_evaluators_do_not_depend_on_the_held_out_concepts(tiny_proj
     # dvc status names the stages whose own deps changed; the rest (gate, cache, ...) follow prompts
     assert "prompts" in stale, out
     assert not {"evaluators", "teacher"} & stale, out
+    # once the gate has re-judged the teacher on the new eval sets, the RC-pool BOOT student stays:
+    # its texts and the gate's verdict file are unchanged (the gate's metrics are not)
+    r = subprocess.run([sys.executable, "-m", "dvc", "repro", "teacher_gate"], cwd=project, capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    assert (project / "metrics/teacher.json").read_text() != (tiny_project / "metrics/teacher.json").read_text()
+    for name, fresh in (("boot", True), ("cache_latents", False)):
+        out = subprocess.run([sys.executable, "-m", "dvc", "status", name], cwd=project, capture_output=True,
+                             text=True, env=env).stdout
+        assert out.strip().endswith("up to date.") == fresh, (name, out)
 
 
 def test_student_pipeline_loads_offline_and_shares_the_teacher_parts(tiny_project):

@@ -14,6 +14,7 @@ from ..evaluate.concepts import sampled_accuracy
 from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_write_json, read_jsonl
+from ..teacher_verdict import write_verdict
 from ..sampling import load_pipeline
 from ..roster import REFERENCE
 from ..stage_table import eval_samples_file, metrics_file
@@ -52,6 +53,7 @@ def run_teacher_gate(params: Params) -> dict:
     if params.teacher.source == "pretrained" or params.prompts.source != "world":
         metrics = {"passed": True, "reason": "no world classifier judges this teacher"}
         atomic_write_json(METRICS_FILE, {"teacher": metrics})
+        write_verdict(True)
         keep_samples(SAMPLES_FILE, None, params.teacher.path, {}, params.sampling)
         return metrics
     pipe = load_pipeline(params.teacher.path, params.sampling.scheduler)
@@ -61,6 +63,7 @@ def run_teacher_gate(params: Params) -> dict:
         log.image(grid(torch.cat([e.images[:20] for e in sets.values()]), ncol=10, scale=3), "teacher_samples.png")
         keep_samples(SAMPLES_FILE, pipe, params.teacher.path, sets, params.sampling)
         atomic_write_json(METRICS_FILE, {"teacher": metrics})  # written either way: it says why
+        write_verdict(metrics["passed"])
     if failures:
         raise GateFailed("teacher quality gate failed: " + "; ".join(failures)
                          + f" (the candidate stays in {params.teacher.path}; nothing downstream runs on it)")
