@@ -47,10 +47,10 @@ TINY = {
 }
 
 
-# Tests that share an expensive session fixture run on one xdist worker: the fixture's name is the
-# group. The flow tests (which copy the tiny project, and share one ephemeral Prefect server) are a
-# group of their own, so they can run beside the other tiny-project tests.
-SHARED_FIXTURES = ("tiny_project", "classifier")
+# Tests that share an in-process session fixture run on one xdist worker: the fixture's name is the
+# group. The flow tests share one ephemeral Prefect server: a group of their own. The tiny project
+# needs no group: it is built once per session for every worker (see tiny_project).
+SHARED_FIXTURES = ("classifier",)
 MAX_WORKERS = 4
 
 
