@@ -92,9 +92,9 @@ def training_cost(params: dict) -> list[dict]:
         rates = sorted(float(r["samples_per_s"]) for r in csv.DictReader(Path(f"plots/{stage}_loss.csv").open())
                        if r.get("samples_per_s"))
         rate = rates[len(rates) // 2] if rates else None
-        samples, per = cfg["steps"] * cfg["batch_size"], m.get("unet_rows_per_sample")  # absent before 2026-12-06
+        samples, per = cfg["steps"] * cfg["batch_size"], m["unet_rows_per_sample"]
         out.append({"stage": stage, "unet_rows_per_sample": per, "steps": cfg["steps"],
-                    "batch_size": cfg["batch_size"], "unet_rows": samples * per if per else None,
+                    "batch_size": cfg["batch_size"], "unet_rows": samples * per,
                     "samples_per_s_median": rate, "train_s": samples / rate if rate else None,
                     "reads_cached_latents": stage != "boot"})
     return out
@@ -106,9 +106,8 @@ def cost_markdown(cost: list[dict]) -> str:
     for c in cost:
         rate = "-" if c["samples_per_s_median"] is None else f"{c['samples_per_s_median']:.0f}"
         secs = "-" if c["train_s"] is None else f"{c['train_s']:.0f}"
-        rows_all = "-" if c["unet_rows"] is None else f"{c['unet_rows']:,}"
-        lines.append(f"| {c['stage']} | {c['unet_rows_per_sample'] or '-'} | {c['steps']} x {c['batch_size']} | "
-                     f"{rows_all} | {rate} | {secs} | {'yes' if c['reads_cached_latents'] else 'no'} |")
+        lines.append(f"| {c['stage']} | {c['unet_rows_per_sample']} | {c['steps']} x {c['batch_size']} | "
+                     f"{c['unet_rows']:,} | {rate} | {secs} | {'yes' if c['reads_cached_latents'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 

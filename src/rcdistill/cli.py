@@ -14,9 +14,9 @@ from .errors import ParamsError, RcdError, UserError
 
 
 from .roster import STUDENTS
+from .stage_table import BY_SUBCOMMAND, STAGES
 
 FAST = "student_fast"  # `rcd promote --fast`: the few-step student
-from .stage_table import BY_SUBCOMMAND, STAGES
 
 CRASH_EXIT_CODE = 4
 
