@@ -42,6 +42,11 @@ TINY = {
                  "grid_prompts": 4, "steps": {"teacher": [4, 2], "student": [4, 2], "student_fast": [1, 2],
                                               "student_boot": [1]}},
     "boot": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1, "num_grid_steps": 10},
+    "codi": {"train": {"batch_size": 4, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2},
+             "method": {"num_ddim_timesteps": 10, "embedding_channels": 8},
+             "reference": {"steps": 3, "default_steps": 4}, "full": {"steps": 3, "default_steps": 2},
+             "adapter": {"steps": 3, "default_steps": 2}, "eval_per_set": 8,
+             "eval_steps": {"reference": [4], "full": [1, 2], "adapter": [2]}},
     "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}, "fast_gate": {"min": {}, "max": {}, "vs_champion": {}},
                  "boot_gate": {"min": {}, "max": {}, "vs_champion": {}}},
 }

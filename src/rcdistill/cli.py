@@ -198,7 +198,8 @@ def _distill_options(sp) -> None:
 
 
 # Options of the stage commands beyond --params (kept here: building the parser imports no stage).
-STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options, "boot": _distill_options}
+STAGE_OPTIONS = {"cache_latents": _cache_latents_options, "distill": _distill_options, "boot": _distill_options,
+                 **{name: _distill_options for name in ("codi_reference", "codi", "codi_adapter")}}
 
 
 EXIT_CODES = """exit codes:

@@ -336,6 +336,134 @@ class BootParams(TrainLoopParams):
         return v
 
 
+class ConditionsParams(Strict):
+    """Stage `conditions`: each cached latent's (and each teacher eval image's) conditions."""
+    out_dir: str = "data/conditions"
+    edge_threshold: float = Field(0.15, gt=0, lt=1)   # a neighbour difference above it (0..1, any channel) is an edge
+    lowres_factor: int = Field(4, ge=2, le=16)        # x f super-resolution: f x f block means
+
+    @field_validator("lowres_factor")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError("must be a power of two (the image side is one)")
+        return v
+
+
+class CoDiMethod(Strict):
+    """What CoDi's loss does (src/rcdistill/distill/codi.py); the full and adapter runs share it."""
+    ode_from: Literal["teacher", "ema", "online"] = "teacher"   # who takes the one-step ODE move t -> s
+    teacher_guidance: float = Field(1.0, ge=1.0, le=50.0)     # ode_from teacher: its CFG (1: none, CoDi's code)
+    prev_noise: bool = False           # "PREv": the ODE point keeps the true forward noise
+    space: Literal["x0", "eps"] = "x0"  # where the consistency term compares the two predictions
+    clean_weight: float = Field(1.0, ge=0)   # r: distance to the paired clean latent (own captions only)
+    num_ddim_timesteps: int = Field(50, ge=2, le=1000)  # the solver grid: skip k = T // num_ddim_timesteps
+    rc_prob: float = Field(0.2, ge=0, le=1)    # the caption replaced by a random RC-pool text
+    drop_text: float = Field(0.05, ge=0, le=1)
+    embedding_channels: int = Field(16, ge=1, le=1024)  # the adapter's condition embedding width
+
+
+class CoDiShared(Strict):
+    """Training-loop keys the three conditional runs (reference, full, adapter) share."""
+    batch_size: int = Field(64, ge=1)
+    lr_schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    teacher_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    text_embeds: Literal["memory", "off"] = "memory"
+    log_every: int = Field(25, ge=1)
+    compile: bool = False
+    channels_last: bool = False
+    fused_adam: Literal["auto"] | bool = "auto"
+    tf32: Literal["auto"] | bool = "auto"
+    gradient_checkpointing: bool = False
+
+    _yaml_1_1_booleans = field_validator("mixed_precision", "text_embeds", mode="before")(
+        TrainLoopParams._yaml_1_1_booleans.__func__)
+
+
+class CoDiRun(Strict):
+    """One conditional model: where it goes, how long it trains, how it samples."""
+    out_dir: str
+    work_dir: str
+    seed: int
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0, le=1)
+    ema_decay: float = Field(ge=0, lt=1)      # CoDi runs: the EMA is the consistency target network
+    default_steps: int = Field(ge=1, le=1000)  # the saved pipeline's sampling steps
+    guidance_scale: float = Field(ge=1.0, le=50.0)  # its text CFG when sampling (1: no CFG pass)
+
+
+class CoDiLoop(TrainLoopParams, CoDiMethod):
+    """The flat view the training loop reads: shared keys + method + one run."""
+    ema: bool = True
+    default_steps: int = 4
+    guidance_scale: float = 1.0
+
+
+class CoDiParams(Strict):
+    """Image-conditioned few-step students (CoDi) from the teacher's cached latents and their conditions."""
+    task: Literal["edge", "lowres"] = "edge"   # edge: edge map -> image | lowres: x lowres_factor super-resolution
+    init_dir: str = "models/student"           # the pipeline folder whose UNet is the backbone (the RC student)
+    method: CoDiMethod = CoDiMethod()
+    train: CoDiShared = CoDiShared()
+    reference: CoDiRun = CoDiRun(out_dir="models/codi_reference", work_dir="outputs/codi_reference", seed=7,
+                                 steps=600, lr=1e-3, ema_decay=0.999, default_steps=25, guidance_scale=3.0)
+    full: CoDiRun = CoDiRun(out_dir="models/codi", work_dir="outputs/codi", seed=8, steps=400, lr=2e-4,
+                            ema_decay=0.95, default_steps=4, guidance_scale=1.0)
+    adapter: CoDiRun = CoDiRun(out_dir="models/codi_adapter", work_dir="outputs/codi_adapter", seed=9, steps=400,
+                               lr=1e-3, ema_decay=0.95, default_steps=4, guidance_scale=1.0)
+    eval_per_set: int = Field(640, ge=4, le=100_000)   # teacher eval images per set turned into conditions
+    eval_steps: dict[str, list[int]] = Field(default_factory=lambda: {
+        "reference": [25, 4], "full": [1, 2, 4], "adapter": [4]})
+
+    @field_validator("init_dir")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name the pipeline folder whose UNet is the backbone")
+        return v
+
+    @field_validator("eval_steps")
+    @classmethod
+    def _known_runs(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for name, steps in v.items():
+            if name not in CODI_RUNS:
+                raise ValueError(f"unknown run {name!r}; allowed: {', '.join(CODI_RUNS)}")
+            if any(n < 1 for n in steps):
+                raise ValueError(f"{name}: sampling steps must be >= 1")
+        return v
+
+    def loop(self, run: str) -> CoDiLoop:
+        """The training loop's settings for run `run` (reference | full | adapter)."""
+        try:
+            return CoDiLoop.model_validate({**self.train.model_dump(), **self.method.model_dump(),
+                                            **getattr(self, run).model_dump()})
+        except ValidationError as err:
+            raise ParamsError(_one_line(err, f"params.yaml codi.{run}")) from None
+
+    @model_validator(mode="after")
+    def _runs_fit(self):
+        for run in CODI_RUNS:
+            r = getattr(self, run)
+            if self.train.warmup_steps >= r.steps:
+                raise ValueError(f"codi.train.warmup_steps {self.train.warmup_steps} is not below codi.{run}.steps "
+                                 f"{r.steps}: the learning rate would never reach its value")
+        for run in ("full", "adapter"):
+            steps = max([getattr(self, run).default_steps, *self.eval_steps.get(run, [])])
+            if steps > self.method.num_ddim_timesteps:
+                raise ValueError(f"codi.{run}: {steps} sampling steps are beyond the solver grid "
+                                 f"(codi.method.num_ddim_timesteps {self.method.num_ddim_timesteps})")
+        return self
+
+
+CODI_RUNS = ("reference", "full", "adapter")
+
+
 # ---------------------------------------------------------------- evaluation, registry, orchestration
 EVAL_MODELS = MODEL_NAMES
 
@@ -523,6 +651,8 @@ class Params(Strict):
     distill: DistillParams = DistillParams()
     consistency: ConsistencyParams = ConsistencyParams()
     boot: BootParams = BootParams()
+    conditions: ConditionsParams = ConditionsParams()
+    codi: CoDiParams = CoDiParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegisterParams = RegisterParams()
     orchestration: OrchestrationParams = OrchestrationParams()
@@ -535,7 +665,9 @@ class Params(Strict):
                 "cache.out_dir": self.cache.out_dir, "distill.out_dir": self.distill.out_dir,
                 "distill.work_dir": self.distill.work_dir, "consistency.out_dir": self.consistency.out_dir,
                 "consistency.work_dir": self.consistency.work_dir, "boot.out_dir": self.boot.out_dir,
-                "boot.work_dir": self.boot.work_dir, "evaluate.out_dir": self.evaluate.out_dir}
+                "boot.work_dir": self.boot.work_dir, "evaluate.out_dir": self.evaluate.out_dir,
+                "conditions.out_dir": self.conditions.out_dir,
+                **{f"codi.{r}.{k}": getattr(getattr(self.codi, r), k) for r in CODI_RUNS for k in ("out_dir", "work_dir")}}
         if self.teacher.source == "toy":
             outs["teacher.path"] = self.teacher.path
         parts = {}
@@ -557,6 +689,9 @@ class Params(Strict):
         if fast and max(fast) > self.consistency.num_ddim_timesteps:
             raise ValueError(f"evaluate.steps.student_fast asks for {max(fast)} steps, beyond the few-step "
                              f"student's solver grid (consistency.num_ddim_timesteps {self.consistency.num_ddim_timesteps})")
+        if self.codi.eval_per_set > self.teacher.gate.eval_per_set:
+            raise ValueError(f"codi.eval_per_set {self.codi.eval_per_set} is above teacher.gate.eval_per_set "
+                             f"{self.teacher.gate.eval_per_set}: the test conditions come from the gate's teacher images")
         if any(n != 1 for n in self.evaluate.steps.get("student_boot", [])):
             raise ValueError("evaluate.steps.student_boot: the BOOT student samples in one step; list [1] or nothing")
         return self

@@ -93,6 +93,31 @@ STAGES: tuple[Stage, ...] = (
           outs=("${boot.out_dir}",), metrics=("metrics/boot.json",), plots=("plots/boot_loss.csv",),
           notes=("no latents and no images: texts, noise and the teacher; the texts are a sorted list,",
                  "so a held-out experiment (another world.unseen) leaves the RC pool's BOOT student alone")),
+    Stage("conditions", "rcd conditions", "edge maps and low-res copies of the decoded cached latents and the "
+          "teacher's eval images", "conditions", ("conditions", "codi.eval_per_set", "teacher.path"),
+          deps=("${cache.out_dir}", TEACHER_DIR, eval_samples_file("teacher")) + _EVAL_SETS,
+          outs=("${conditions.out_dir}",),
+          notes=("image-free: every training pair is a cached teacher latent and a function of its decoding;",
+                 "the test conditions come from the teacher's own eval images (its gate kept them)")),
+    *(Stage(name, f"rcd {name.replace('_', '-')}", summary, "codi",
+            ("codi.task", "codi.init_dir", "codi.train", f"codi.{run}", "conditions", "teacher.path")
+            + (("codi.method.drop_text", "codi.method.embedding_channels") if run == "reference" else ("codi.method",)),
+            deps=("${cache.out_dir}", "${prompts.out_dir}/rc.jsonl", TEACHER_DIR, "${codi.init_dir}/unet",
+                  "${conditions.out_dir}", "metrics/teacher_verdict.json"),
+            outs=(f"${{codi.{run}.out_dir}}",), metrics=(f"metrics/{name}.json",), plots=(f"plots/{name}_loss.csv",),
+            notes=notes)
+      for name, run, summary, notes in (
+          ("codi_reference", "reference", "conditional reference: the plain diffusion loss on cached latents and "
+           "their conditions, sampled in many steps", ("CoDi's baseline (a) and (b): no RC text, there is no image of one",)),
+          ("codi", "full", "CoDi: a few-step image-conditioned student (backbone and adapter) with RC texts", ()),
+          ("codi_adapter", "adapter", "CoDi parameter-efficient: the backbone frozen, only the adapter trained",
+           ()))),
+    Stage("codi_eval", "rcd codi-eval", "the conditional models on the seen and held-out conditions at 1-25 steps: "
+          "edge F1, PSNR, low-res consistency, shape, colour", "codi",
+          ("codi.task", "codi.eval_steps", "codi.reference", "codi.full", "codi.adapter", "conditions", "prompts.source"),
+          deps=("${conditions.out_dir}", "${codi.reference.out_dir}", "${codi.full.out_dir}", "${codi.adapter.out_dir}",
+                "${evaluators.out_dir}") + _EVAL_SETS,
+          metrics=("metrics/codi_eval.json",)),
     Stage("evaluate", "rcd evaluate", "teacher vs students on the seen and unseen eval sets, same seeds",
           "evaluate", ("evaluate", "sampling", "world", "prompts.source", "teacher.path"),
           deps=_EVAL_SETS + (TEACHER_DIR, "${distill.out_dir}", "${consistency.out_dir}", "${boot.out_dir}",

@@ -153,12 +153,13 @@ def boot_distill(cfg, pipe, init_unet: UNet2DConditionModel, texts: list[str], l
     return train(accelerator, cfg, objective, sampler, bank, log, stop_after), objective
 
 
-def boot_init(init_dir: str, teacher_path: str, teacher, student: str | None = None) -> tuple[UNet2DConditionModel, str]:
-    """The UNet the student starts from (boot.init_dir's, with BK block removal when `student` names
-    an architecture), and its identity (for resuming)."""
+def boot_init(init_dir: str, teacher_path: str, teacher, student: str | None = None,
+              key: str = "boot.init_dir") -> tuple[UNet2DConditionModel, str]:
+    """The UNet the student starts from (`init_dir`'s, with BK block removal when `student` names
+    an architecture), and its identity (for resuming). `key`: the params key that named the folder."""
     folder = Path(init_dir) / "unet"
     if not (folder / "config.json").exists():
-        raise UserError(f"boot.init_dir: {folder} holds no UNet; name a pipeline folder (models/teacher, or "
+        raise UserError(f"{key}: {folder} holds no UNet; name a pipeline folder (models/teacher, or "
                         "models/student after the distill stage)")
     same = folder.resolve() == (Path(teacher_path) / "unet").resolve()
     unet = teacher.unet if same else UNet2DConditionModel.from_pretrained(folder, local_files_only=True,

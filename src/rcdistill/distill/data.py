@@ -31,6 +31,7 @@ class RCBatch:
     texts: list[str]
     paired: torch.Tensor  # bool (B,): the latent really shows the text
     uniform: torch.Tensor  # (B,) U[0, 1) draws for an objective's own randomness (consistency: guidance w)
+    index: torch.Tensor | None = None  # (B,) which cached latent each sample is (CoDi reads its condition)
 
 
 class RCSampler:
@@ -78,7 +79,7 @@ class RCSampler:
             for i in swap.nonzero().flatten().tolist():
                 choices = self.partners[rc_idx[i]]
                 idx[i] = choices[torch.randint(len(choices), (1,), generator=g)]
-        return RCBatch(self.latents[idx], noise, timesteps, texts, ~swap, uniform)
+        return RCBatch(self.latents[idx], noise, timesteps, texts, ~swap, uniform, idx)
 
     def state_dict(self) -> dict:
         return {"draws": self.draws}

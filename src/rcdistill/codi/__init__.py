@@ -1,0 +1,2 @@
+"""CoDi: image-conditioned few-step students (conditional diffusion distillation), built image-free
+from the teacher's own cached latents."""

@@ -1,0 +1,41 @@
+"""How well a conditional model's images follow their condition and their text.
+
+Per image: edge F1 against the condition's edge map (1-pixel tolerance), PSNR against the teacher's
+image the condition came from, low-resolution consistency (PSNR of the image's own low-res copy
+against the condition's), and the world classifier's shape and colour against the prompt. Each
+is reported as a mean with its standard error over the images.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..evaluate.concepts import row_labels
+from .conditions import edge_f1, low_res, psnr
+
+ACCURACIES = ("shape", "colour")
+MEASURES = ("edge_f1", "psnr", "lowres_psnr")
+
+
+def _mean_se(x: torch.Tensor) -> tuple[float, float]:
+    x = x.double()
+    return x.mean().item(), (x.std(unbiased=True) / len(x) ** 0.5).item() if len(x) > 1 else 0.0
+
+
+def score(images_u8: torch.Tensor, rows: list[dict], teacher_u8: torch.Tensor, edges: torch.Tensor,
+          lowres_u8: torch.Tensor, classifier, edge_threshold: float, lowres_factor: int) -> dict:
+    """Every measure on one eval set: {name: value, name_se: its standard error}."""
+    per_image = {
+        "edge_f1": edge_f1(images_u8, edges, edge_threshold),
+        "psnr": psnr(images_u8, teacher_u8),
+        "lowres_psnr": psnr(low_res(images_u8, lowres_factor), lowres_u8),
+    }
+    if classifier is not None:
+        pred, labels = classifier.predict(images_u8), row_labels(rows)
+        for a in ACCURACIES:
+            per_image[a] = (pred[a] == labels[a]).float()
+    out = {"n": len(images_u8)}
+    for name, values in per_image.items():
+        out[name], out[f"{name}_se"] = _mean_se(values)
+        if name in ACCURACIES:  # an accuracy's standard error: sqrt(p (1 - p) / n)
+            out[f"{name}_se"] = (out[name] * (1 - out[name]) / len(values)) ** 0.5
+    return out

@@ -1,0 +1,183 @@
+"""CoDi: conditions, their scores, the adapter for every UNet layout, the pipeline folder, and the loss."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rcdistill.codi.adapter import CoDiAdapter, ConditionedUNet
+from rcdistill.codi.conditions import derive, edge_f1, edge_map, low_res, model_input, psnr
+from rcdistill.config import CoDiParams
+from rcdistill.world.render import random_attributes, render_attributes
+
+
+@pytest.fixture(scope="module")
+def renders():
+    return render_attributes(random_attributes(16, seed=0), seed=0, image_size=32)
+
+
+def test_edges_outline_the_shape_and_score_alignment(renders):
+    edges = edge_map(renders, 0.15)
+    frac = edges.float().mean().item()
+    assert 0.01 < frac < 0.3  # an outline, not the whole image or nothing
+    assert torch.equal(edge_f1(renders, edges, 0.15), torch.ones(16))
+    shifted_1 = torch.roll(renders, 1, dims=-1)
+    shifted_4 = torch.roll(renders, 4, dims=-1)
+    assert edge_f1(shifted_1, edges, 0.15).mean() > 0.9          # within the 1-pixel tolerance
+    assert edge_f1(shifted_4, edges, 0.15).mean() < 0.6          # off by 4 pixels: a miss
+    noise = torch.randint(0, 256, renders.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert edge_f1(noise, edges, 0.15).mean() < 0.5              # edges everywhere are not the outline
+
+
+def test_low_res_and_psnr(renders):
+    low = low_res(renders, 4)
+    assert low.shape == (16, 3, 8, 8) and low.dtype == torch.uint8
+    assert torch.equal(derive("lowres", renders, 0.15, 4), low)
+    assert (psnr(renders, renders) > 90).all()
+    blurred = ((model_input(low, 32) + 1) * 127.5).round().to(torch.uint8)
+    assert (psnr(blurred, renders) < psnr(renders, renders)).all()
+    assert torch.equal(low_res(blurred, 4), low)  # the upsampled copy has exactly its low-res content
+    x = model_input(derive("edge", renders, 0.15, 4), 32)
+    assert x.shape == (16, 1, 32, 32) and set(x.unique().tolist()) <= {-1.0, 1.0}
+
+
+def _student(tiny_pipeline, layout):
+    from diffusers import UNet2DConditionModel
+
+    from rcdistill.students import build_student, init_from_teacher
+
+    teacher = UNet2DConditionModel.from_pretrained(tiny_pipeline / "unet")
+    if layout is None:
+        return teacher
+    small = build_student(dict(teacher.config), layout)
+    init_from_teacher(small, teacher, layout)
+    return small
+
+
+@pytest.mark.parametrize("layout", [None, "bk_small", "bk_tiny"])
+def test_adapter_starts_as_the_unet_and_reads_the_condition(tiny_pipeline, layout):
+    unet = _student(tiny_pipeline, layout).eval()
+    assert (unet.mid_block is None) == (layout is not None)  # BK small/tiny: no mid block, no ControlNetModel
+    adapter = CoDiAdapter.from_unet(unet, conditioning_channels=1, downscale=4).eval()
+    net = ConditionedUNet(unet, adapter)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([10, 500])
+    states = torch.randn(2, 16, unet.config.cross_attention_dim, generator=g)
+    cond_a, cond_b = -torch.ones(2, 1, 32, 32), torch.ones(2, 1, 32, 32)
+    with torch.no_grad():
+        plain = unet(x, t, states).sample
+        assert torch.allclose(net(x, t, states, cond_a), plain, atol=1e-6)   # zero convs: the UNet itself
+        for p in adapter.parameters():  # as after training: the condition path is live
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+        assert not torch.allclose(net(x, t, states, cond_a), net(x, t, states, cond_b), atol=1e-4)
+
+
+def test_pipeline_folder_round_trip(tiny_pipeline, tmp_path):
+    from diffusers import LCMScheduler, StableDiffusionPipeline
+
+    from rcdistill.codi.pipeline import CoDiPipeline, generate_conditioned
+
+    sd = StableDiffusionPipeline.from_pretrained(tiny_pipeline, safety_checker=None, requires_safety_checker=False)
+    unet = _student(tiny_pipeline, "bk_small")
+    adapter = CoDiAdapter.from_unet(unet, conditioning_channels=3, downscale=4)
+    torch.nn.init.normal_(adapter.zero_convs[0].weight, std=0.1)
+    pipe = CoDiPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=unet, adapter=adapter,
+                        scheduler=LCMScheduler.from_config(sd.scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    cond = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    texts, seeds = ["a red circle", "a blue square", ""], [1, 2, 3]
+    before = generate_conditioned(pipe, texts, seeds, cond, 2)
+    pipe.save_pretrained(tmp_path / "codi", safe_serialization=True)
+    loaded = CoDiPipeline.from_pretrained(tmp_path / "codi", local_files_only=True, use_safetensors=True)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.adapter) is CoDiAdapter and loaded.unet.mid_block is None
+    assert before.shape == (3, 3, 32, 32) and before.dtype == torch.uint8
+    assert torch.equal(generate_conditioned(loaded, texts, seeds, cond, 2), before)
+    # each image is a function of its own prompt, seed and condition: a batch of one gives the same image
+    assert torch.equal(generate_conditioned(loaded, texts[1:2], seeds[1:2], cond[1:2], 2), before[1:2])
+
+
+def _objective(tiny_pipeline, mode="full", **method):
+    from diffusers import StableDiffusionPipeline
+
+    from rcdistill.distill.codi import CoDiObjective, conditioned_student
+
+    sd = StableDiffusionPipeline.from_pretrained(tiny_pipeline, safety_checker=None, requires_safety_checker=False)
+    cfg = CoDiParams(method={"num_ddim_timesteps": 10, **method}).loop(mode)
+    student = conditioned_student(_student(tiny_pipeline, "bk_small"), mode, 1, 4, 8)
+    conditions = derive("edge", render_attributes(random_attributes(6, seed=1), seed=1), 0.15, 4)
+    uncond = torch.zeros(1, 16, 32)
+    return CoDiObjective(cfg, sd.unet, student, conditions, 32, sd.scheduler.config, uncond, torch.device("cpu"))
+
+
+def _batch(paired, texts=None, n=None):
+    g = torch.Generator().manual_seed(3)
+    b = len(paired)
+    from rcdistill.distill.data import RCBatch
+    return RCBatch(torch.randn(b, 4, 8, 8, generator=g), torch.randn(b, 4, 8, 8, generator=g),
+                   n if n is not None else torch.randint(10, (b,), generator=g), texts or ["a red circle"] * b,
+                   torch.tensor(paired), torch.rand(b, generator=g), torch.arange(b))
+
+
+def test_clean_term_only_where_the_text_is_the_latents_own_caption(tiny_pipeline):
+    obj = _objective(tiny_pipeline)
+    cond = torch.randn(4, 16, 32, generator=torch.Generator().manual_seed(0))
+    nullctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    unpaired = obj.loss(_batch([False] * 4), cond, nullctx)
+    assert unpaired["clean"].item() == 0.0 and unpaired["total"].item() == pytest.approx(unpaired["consistency"].item())
+    dropped = obj.loss(_batch([True] * 4, texts=[""] * 4), cond, nullctx)   # no text: nothing to pair with
+    assert dropped["clean"].item() == 0.0
+    paired = obj.loss(_batch([True] * 4), cond, nullctx)
+    assert paired["clean"].item() > 0
+    assert paired["total"].item() == pytest.approx(paired["consistency"].item() + paired["clean"].item(), rel=1e-5)
+
+
+def test_consistency_target_at_the_first_solver_step_is_the_ode_point(tiny_pipeline):
+    """At s = 0 the target is z_s itself; with PREv and an exact teacher that is the clean latent."""
+    obj = _objective(tiny_pipeline, prev_noise=True, clean_weight=0.0)
+    batch = _batch([True] * 3, n=torch.zeros(3, dtype=torch.long))
+    nullctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    cond = torch.randn(3, 16, 32, generator=torch.Generator().manual_seed(0))
+    # replace the teacher by one that knows z0: its clean prediction is exact, so z_s = a_s z0 + s_s e
+    kind = obj.kind
+    assert kind == "epsilon"
+    start = obj.solver_t[batch.timesteps]
+    a = obj.alphas[start].view(-1, 1, 1, 1)
+    s = obj.sigmas[start].view(-1, 1, 1, 1)
+    # an oracle teacher: its eps-prediction is the true noise
+    obj.teacher = type("Oracle", (), {"dtype": torch.float32,
+                                      "__call__": lambda self, x, t, c: SimpleNamespace(sample=batch.noise.clone())})()
+    out = obj.loss(batch, cond, nullctx)
+    with torch.no_grad():
+        pred = obj.student(a * batch.latents + s * batch.noise, start, cond, obj.condition(batch))
+    x0 = (a * batch.latents + s * batch.noise - s * pred) / a
+    z_s = obj.alphas[0] * batch.latents + obj.sigmas[0] * batch.noise
+    assert out["consistency"].item() == pytest.approx(torch.nn.functional.mse_loss(x0, z_s).item(), rel=1e-4)
+
+
+def test_adapter_mode_trains_the_adapter_alone(tiny_pipeline):
+    obj = _objective(tiny_pipeline, mode="adapter")
+    backbone = copy.deepcopy(obj.student.unet.state_dict())
+    adapter_before = copy.deepcopy(obj.student.adapter.state_dict())
+    opt = torch.optim.AdamW([p for p in obj.student.parameters() if p.requires_grad], lr=1e-2)
+    nullctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    cond = torch.randn(4, 16, 32, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        obj.loss(_batch([True, False, True, True]), cond, nullctx)["total"].backward()
+        opt.step()
+        opt.zero_grad()
+    assert all(torch.equal(v, obj.student.unet.state_dict()[k]) for k, v in backbone.items())
+    assert any(not torch.equal(v, obj.student.adapter.state_dict()[k]) for k, v in adapter_before.items())
+    from rcdistill.distill.codi import trainable_parameters
+    assert trainable_parameters(obj.student) == sum(p.numel() for p in obj.student.adapter.parameters())
+
+
+def test_params_refuse_runs_the_grid_cannot_sample():
+    from rcdistill.errors import ParamsError  # noqa: F401
+    with pytest.raises(ValueError, match="beyond the solver grid"):
+        CoDiParams(method={"num_ddim_timesteps": 4}, eval_steps={"full": [8]})
+    with pytest.raises(ValueError, match="unknown run"):
+        CoDiParams(eval_steps={"student": [4]})
+    with pytest.raises(ValueError, match="warmup_steps"):
+        CoDiParams(train={"warmup_steps": 500})
