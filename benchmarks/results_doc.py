@@ -347,6 +347,65 @@ def rc_concepts_section(params: dict) -> list[str]:
     return out
 
 
+CODI_BASELINES = (("(a) reference, plain diffusion loss", "reference", None), ("(b) reference", "reference", 4),
+                  ("(c) CoDi, full", "full", 4), ("(d) CoDi, adapter only", "adapter", 4), ("(e) CoDi, full", "full", 1))
+CODI_MEASURES = {"edge": ("edge_f1", "colour", "shape"), "lowres": ("psnr", "lowres_psnr", "shape", "colour")}
+
+
+def _codi_cell(cell: dict, key: str) -> str:
+    if key in ("shape", "colour"):
+        return acc(cell[key], cell["n"])
+    digits = 1 if "psnr" in key else 3
+    return f"{cell[key]:.{digits}f} ± {cell[key + '_se']:.{digits}f}"
+
+
+def codi_section(ev: dict | None, params: dict) -> list[str]:
+    if not ev:
+        return ["_No conditional model evaluated (stage codi_eval)._"]
+    ev = ev["codi_eval"]
+    task, models = ev["task"], ev["models"]
+    measures = CODI_MEASURES[task]
+    ref_steps = str(params["codi"]["reference"]["default_steps"])
+    rows, cells = [], {}
+    for label, run, steps in CODI_BASELINES:
+        key = ref_steps if steps is None else str(steps)
+        cell = models.get(run, {}).get("steps", {}).get(key)
+        if cell is None:
+            continue
+        info = load(f"metrics/{'codi' if run == 'full' else 'codi_' + run}.json") or {}
+        info = next(iter(info.values()), {})
+        trained = f"{info['trainable_params'] / 1e6:.2f}M" if "trainable_params" in info else "-"
+        cells[label[:3]] = cell
+        for name in ("seen", "unseen"):
+            if name in cell:
+                rows.append(f"| {label} | {key} | {trained} | {name} | "
+                            + " | ".join(_codi_cell(cell[name], m) for m in measures) + " |")
+    out = [f"Task `{task}` (`metrics/codi_eval.json`): {next(iter(next(iter(models.values()))['steps'].values()))['seen']['n']} "
+           "teacher eval images per set turned into conditions, one image per condition and caption, same seeds for "
+           "every model; mean ± standard error over the images.", "",
+           "| model | steps | trained params | set | " + " | ".join(measures) + " |",
+           "|---|---|---|---|" + "---|" * len(measures), *rows]
+    a, b, c, d = (cells.get(k) for k in ("(a)", "(b)", "(c)", "(d)"))
+    if a and c:
+        ratios = [f"{name} {m} {c[name][m] / a[name][m]:.2f}x" for name in ("seen", "unseen") if name in a
+                  for m in measures if a[name][m]]
+        out += ["", "CoDi full at 4 steps against the reference at its many steps (target >= 0.95x each): "
+                + ", ".join(ratios) + "."]
+    if a and b and d:
+        closed = []
+        for name in ("seen", "unseen"):
+            for m in measures:
+                gap = a[name][m] - b[name][m]
+                closed.append(f"{name} {m} " + (f"{(d[name][m] - b[name][m]) / gap:.0%}" if abs(gap) > 1e-9 else "no gap")
+                              + f" (gap {gap:+.3f})")
+        out += ["", "Adapter only at 4 steps: share of the gap from (b) to (a) it closes (target >= 50%): "
+                + ", ".join(closed) + "."]
+    if c and "unseen" in c:
+        held = [f"{m} {c['unseen'][m] / c['seen'][m]:.2f}x" for m in ("shape", "colour") if c["seen"].get(m)]
+        out += ["", "Held-out against seen, CoDi full at 4 steps (target >= 0.9x): " + ", ".join(held) + "."]
+    return out
+
+
 def results_text() -> str:
     params = yaml.safe_load(Path("params.yaml").read_text())
     parts = ["# Results", "",
@@ -363,6 +422,7 @@ def results_text() -> str:
     boot = RESULTS / "boot_texts.md"
     parts += ["## One step from noise and texts alone (BOOT)", "",
               boot.read_text().rstrip() if boot.exists() else "_benchmarks/boot_texts.py has not run._", ""]
+    parts += ["## Image-conditioned few-step students (CoDi)", "", *codi_section(load("metrics/codi_eval.json"), params), ""]
     sweep = RESULTS / "heldout_sweep.md"
     parts += ["## Held-out sweep", "", sweep.read_text().rstrip() if sweep.exists() else "_not run_", "",
               "## Random Conditioning, concept by concept", "", *rc_concepts_section(params), "",

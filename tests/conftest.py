@@ -48,7 +48,8 @@ TINY = {
              "adapter": {"steps": 3, "default_steps": 2}, "eval_per_set": 8,
              "eval_steps": {"reference": [4], "full": [1, 2], "adapter": [2]}},
     "registry": {"gate": {"min": {}, "max": {}, "vs_champion": {}}, "fast_gate": {"min": {}, "max": {}, "vs_champion": {}},
-                 "boot_gate": {"min": {}, "max": {}, "vs_champion": {}}},
+                 "boot_gate": {"min": {}, "max": {}, "vs_champion": {}},
+                 "codi_gate": {"min": {}, "max": {}, "vs_champion": {}}},
 }
 
 

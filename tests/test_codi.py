@@ -181,3 +181,77 @@ def test_params_refuse_runs_the_grid_cannot_sample():
         CoDiParams(eval_steps={"student": [4]})
     with pytest.raises(ValueError, match="warmup_steps"):
         CoDiParams(train={"warmup_steps": 500})
+
+
+# ---------------------------------------------------------------- the stages, on the tiny project
+def _rcd(ws, *args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "rcdistill.cli", *args], cwd=ws, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_stages_write_scored_registered_models(tiny_project):
+    import json
+
+    ev = json.loads((tiny_project / "metrics/codi_eval.json").read_text())["codi_eval"]
+    assert ev["task"] == "edge"
+    assert {run: sorted(e["steps"]) for run, e in ev["models"].items()} == {
+        "reference": ["4"], "full": ["1", "2"], "adapter": ["2"]}
+    cell = ev["models"]["full"]["steps"]["2"]["unseen"]
+    assert cell["n"] == 8 and 0 <= cell["edge_f1"] <= 1 and cell["psnr"] > 0 and "shape_se" in cell
+    full = json.loads((tiny_project / "metrics/codi.json").read_text())["codi"]
+    adapter = json.loads((tiny_project / "metrics/codi_adapter.json").read_text())["codi_adapter"]
+    assert full["trainable_params"] == full["total_params"]                      # backbone and adapter
+    assert adapter["trainable_params"] == adapter["adapter_params"] < adapter["total_params"]  # adapter alone
+    reg = json.loads((tiny_project / "metrics/register.json").read_text())
+    assert reg["codi"]["model_name"] == "rcdistill-codi" and reg["codi_adapter"]["version"] == 1
+    cond = json.loads((tiny_project / "data/conditions/manifest.json").read_text())
+    assert cond["n_train"] == 32 and cond["eval"]["unseen"]["n"] == 8
+
+
+def test_registered_model_takes_prompts_and_condition_images(tiny_project):
+    import mlflow
+    import pandas as pd
+
+    from rcdistill.registry.codi_pyfunc_model import example_condition_png
+
+    mlflow.set_tracking_uri(f"sqlite:///{tiny_project / 'mlruns/mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/rcdistill-codi@champion")
+    frame = pd.DataFrame({"prompt": ["a red circle", "a blue square"], "condition_png": [example_condition_png(32)] * 2})
+    a = model.predict(frame, params={"seed": 5})
+    assert a.shape == (2, 32, 32, 3) and a.dtype == "uint8"
+    assert (model.predict(frame, params={"seed": 5}) == a).all()   # seeded: reproducible
+
+
+def test_sample_with_a_condition_and_bad_input(tiny_project, tmp_path):
+    import base64
+
+    from rcdistill.registry.codi_pyfunc_model import example_condition_png
+
+    edge = tmp_path / "edge.png"
+    edge.write_bytes(base64.b64decode(example_condition_png(32)))
+    out = tmp_path / "s.png"
+    r = _rcd(tiny_project, "sample", "--model", "models/codi", "--condition", str(edge), "a red circle", "-o", str(out))
+    assert r.returncode == 0 and out.is_file(), r.stderr[-2000:]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    r = _rcd(tiny_project, "sample", "--model", "models/codi", "--condition", str(bad), "a red circle")
+    assert r.returncode == 2 and "--condition" in r.stderr and "Traceback" not in r.stderr
+    r = _rcd(tiny_project, "sample", "--model", "models/student", "--condition", str(edge), "a red circle")
+    assert r.returncode == 2 and "CoDi" in r.stderr
+
+
+def test_killed_codi_run_resumes_to_the_same_weights(tiny_project):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    done = {k: v.clone() for k, v in load_file(tiny_project / "models/codi/adapter/diffusion_pytorch_model.safetensors").items()}
+    shutil.rmtree(tiny_project / "outputs/codi")
+    r = _rcd(tiny_project, "codi", "--stop-after", "2")
+    assert r.returncode == 0 and "stopped after step 2" in r.stdout, r.stderr[-2000:]
+    r = _rcd(tiny_project, "codi")
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = load_file(tiny_project / "models/codi/adapter/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(done[k], again[k]) for k in done)

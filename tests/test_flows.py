@@ -301,10 +301,12 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     result = state.result()
     assert [s["stage"] for s in result["stages"]] == FLOW_STAGES
     status = {s["stage"]: s["status"] for s in result["stages"]}
-    # only what depends on distill.steps reran; the latent cache (and its upstream) and BOOT
-    # (which starts from the teacher) stayed
+    # only what depends on distill.steps reran; the latent cache (and its upstream), BOOT (which
+    # starts from the teacher) and the conditions (a function of the cache) stayed; the conditional
+    # models start from the RC student, so they reran
     assert status == {"cache_latents": "up to date", "distill": "ran", "consistency": "ran", "boot": "up to date",
-                      "evaluate": "ran", "register": "ran"}, status
+                      "conditions": "up to date", "codi_reference": "ran", "codi": "ran", "codi_adapter": "ran",
+                      "codi_eval": "ran", "evaluate": "ran", "register": "ran"}, status
     assert all(s not in r["reproduced"] for r in result["stages"] for s in ("prompts", "evaluators", "teacher"))
     assert result["changed"] == ["distill.steps"]
     text = (ws / "params.yaml").read_text()
@@ -313,8 +315,8 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     # MLflow: the flow's own run, and every stage run tagged with the flow run and its overrides
     fr = flow_run_id(state)
     runs = mlflow_runs(ws, fr)
-    assert {"prefect-flow", "distill", "consistency", "evaluate", "register", "register-student_fast",
-            "register-student_boot"} <= set(runs), set(runs)
+    assert {"prefect-flow", "distill", "consistency", "codi", "codi_adapter", "evaluate", "register",
+            "register-student_fast", "register-student_boot"} <= set(runs), set(runs)
     assert not {"evaluators", "teacher"} & set(runs), set(runs)
     flow_run = runs["prefect-flow"]
     assert flow_run.info.status == "FINISHED" and flow_run.data.params["override.distill.steps"] == "3"

@@ -1,5 +1,6 @@
-"""The registered models served over HTTP by MLflow's own model server, in a fresh process that
-never imports rcdistill (the model carries its torchvision fix with it)."""
+"""The registered models served over HTTP by MLflow's own model server, in a fresh process: the
+text-to-image ones never import rcdistill (the model carries its torchvision fix with it); the
+image-conditioned one carries the rcdistill package (its adapter class) in its code paths."""
 import json
 import os
 import signal
@@ -21,7 +22,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["rcdistill-student", "rcdistill-student-fast", "rcdistill-student-boot"])
+def _request(model: str) -> dict:
+    prompts = ["a large red circle in the center", "a small blue square, top left"]
+    if model == "rcdistill-codi":  # prompts and edge maps (base64 PNG), as a pandas split frame
+        from rcdistill.registry.codi_pyfunc_model import example_condition_png
+        edge = example_condition_png(32)
+        return {"dataframe_split": {"columns": ["prompt", "condition_png"], "data": [[p, edge] for p in prompts]},
+                "params": {"seed": 3}}
+    return {"inputs": prompts, "params": {"seed": 3}}
+
+
+@pytest.mark.parametrize("model", ["rcdistill-student", "rcdistill-student-fast", "rcdistill-student-boot",
+                                   "rcdistill-codi"])
 def test_mlflow_models_serve_answers_with_images(tiny_project, model, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV"))}
@@ -42,8 +54,7 @@ def test_mlflow_models_serve_answers_with_images(tiny_project, model, tmp_path):
             except OSError:
                 assert time.time() < deadline, "server did not answer /ping in 180 s"
                 time.sleep(1)
-        body = json.dumps({"inputs": ["a large red circle in the center", "a small blue square, top left"],
-                           "params": {"seed": 3}}).encode()
+        body = json.dumps(_request(model)).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                      headers={"Content-Type": "application/json"})
         answer = json.loads(urllib.request.urlopen(req, timeout=120).read())

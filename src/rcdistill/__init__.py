@@ -19,15 +19,3 @@ from ._torchvision_compat import fix_torchvision_on_import  # noqa: E402
 
 fix_torchvision_on_import()
 
-
-# diffusers loads a pipeline folder's components by (library, class) from model_index.json: a CoDi
-# folder names ("rcdistill", "CoDiAdapter"); resolved lazily so `import rcdistill` stays light.
-_LAZY = {"CoDiAdapter": "rcdistill.codi.adapter", "CoDiPipeline": "rcdistill.codi.pipeline"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rcdistill' has no attribute {name!r}")

@@ -141,12 +141,51 @@ def cmd_students(args) -> int:
     return 0
 
 
+def _sample_conditioned(args) -> int:
+    """`rcd sample --condition edge.png`: a CoDi folder, its task's condition image and the prompts."""
+    import torch
+
+    from .codi.conditions import read_condition
+    from .codi.pipeline import generate_conditioned
+    from .codi.stage import load_codi_pipeline
+    from .images import grid
+    from .sampling import folder_defaults
+
+    own = folder_defaults(args.model)
+    if "task" not in own:
+        raise UserError(f"--model {args.model}: --condition needs an image-conditioned (CoDi) folder, e.g. models/codi")
+    path = Path(args.condition or args.condition_from)
+    if not path.is_file():
+        raise UserError(f"--condition {path}: file not found")
+    pipe = load_codi_pipeline(args.model)
+    try:
+        cond = read_condition(path.read_bytes(), own["task"], bool(args.condition_from), own["edge_threshold"],
+                              own["lowres_factor"], pipe.image_size)
+    except OSError as err:
+        raise UserError(f"--condition {path}: not an image file ({err})") from None
+    steps = args.steps or own["steps"]
+    guidance = own["guidance_scale"] if args.guidance is None else args.guidance
+    prompts = [pr for pr in args.prompts for _ in range(args.per_prompt)]
+    seeds = [args.seed + i for i in range(len(prompts))]
+    images = generate_conditioned(pipe, prompts, seeds, cond[None].expand(len(prompts), -1, -1, -1).contiguous(),
+                                  steps, guidance)
+    shown = cond.expand(3, -1, -1) if cond.shape[0] == 1 else cond
+    shown = torch.nn.functional.interpolate(shown[None].float(), size=images.shape[-2:], mode="nearest").to(torch.uint8)
+    out = grid(torch.cat([shown, images]), ncol=len(prompts) + 1, scale=args.scale, pad=2)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.save(args.output)
+    print(f"wrote {args.output} (the {own['task']} condition, then {len(prompts)} image(s), {steps} steps)")
+    return 0
+
+
 def cmd_sample(args) -> int:
     from .images import grid
     from .sampling import folder_defaults, generate, load_pipeline
 
     if not Path(args.model).is_dir():
         raise UserError(f"--model {args.model}: not a pipeline folder")
+    if args.condition or args.condition_from:
+        return _sample_conditioned(args)
     p = load_params(args.params) if Path(args.params).exists() else None
     own = folder_defaults(args.model)  # a few-step student brings its steps, guidance and scheduler
     steps = args.steps or own.get("steps") or (p.sampling.steps if p else 25)
@@ -305,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scheduler", choices=["ddim", "dpm", "euler", "pndm", "lcm"],
                     help="scheduler (default: the folder's own for a few-step student, else sampling.scheduler)")
     sp.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of the output")
+    cond = sp.add_mutually_exclusive_group()
+    cond.add_argument("--condition", metavar="PNG", help="an image-conditioned model's condition: an edge map (white on "
+                      "black) for an edge model, a low-res image for a super-resolution one")
+    cond.add_argument("--condition-from", metavar="IMAGE", help="derive the condition from an ordinary picture, as "
+                      "the conditions stage does (its edges, or its low-res copy)")
     sp.set_defaults(fn=cmd_sample)
     return ap
 

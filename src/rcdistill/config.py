@@ -412,10 +412,10 @@ class CoDiParams(Strict):
     method: CoDiMethod = CoDiMethod()
     train: CoDiShared = CoDiShared()
     reference: CoDiRun = CoDiRun(out_dir="models/codi_reference", work_dir="outputs/codi_reference", seed=7,
-                                 steps=600, lr=1e-3, ema_decay=0.999, default_steps=25, guidance_scale=3.0)
-    full: CoDiRun = CoDiRun(out_dir="models/codi", work_dir="outputs/codi", seed=8, steps=400, lr=2e-4,
+                                 steps=400, lr=1e-3, ema_decay=0.999, default_steps=25, guidance_scale=3.0)
+    full: CoDiRun = CoDiRun(out_dir="models/codi", work_dir="outputs/codi", seed=8, steps=200, lr=2e-4,
                             ema_decay=0.95, default_steps=4, guidance_scale=1.0)
-    adapter: CoDiRun = CoDiRun(out_dir="models/codi_adapter", work_dir="outputs/codi_adapter", seed=9, steps=400,
+    adapter: CoDiRun = CoDiRun(out_dir="models/codi_adapter", work_dir="outputs/codi_adapter", seed=9, steps=200,
                                lr=1e-3, ema_decay=0.95, default_steps=4, guidance_scale=1.0)
     eval_per_set: int = Field(640, ge=4, le=100_000)   # teacher eval images per set turned into conditions
     eval_steps: dict[str, list[int]] = Field(default_factory=lambda: {
@@ -508,19 +508,20 @@ class EvaluateParams(Strict):
         return self
 
 
-_SET_METRIC = r"(seen|unseen)\.(shape|colour|size|position|fid|kid|clip_score)"
-_MODEL_METRIC = r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_step_ratio|param_ratio|image_time_ratio"
+_SET_METRIC = r"(seen|unseen)\.(shape|colour|size|position|fid|kid|clip_score|edge_f1|psnr|lowres_psnr)"
+_MODEL_METRIC = (r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_step_ratio|param_ratio|image_time_ratio"
+                 r"|trainable_params")
 # what metrics/evaluate.json holds for one model: per set at its default steps, its sizes and times,
 # and the same per step count (steps.<n>.<set>.<metric>, steps.<n>.ms_per_image)
 GATE_METRIC = re.compile(rf"{_SET_METRIC}|{_MODEL_METRIC}|steps\.\d+\.({_SET_METRIC}|ms_per_image)")
 
 
-_ACCURACY = re.compile(rf"(steps\.\d+\.)?(seen|unseen)\.(shape|colour|size|position)")
+_ACCURACY = re.compile(rf"(steps\.\d+\.)?(seen|unseen)\.(shape|colour|size|position|edge_f1)")
 
 
 def metric_range(name: str) -> tuple[float, float]:
-    """What a gate metric can take: accuracies are proportions, a CLIP score is 0..100, the rest
-    (FID, KID, times, ratios, counts) are non-negative."""
+    """What a gate metric can take: accuracies (and edge F1) are proportions, a CLIP score is 0..100,
+    the rest (FID, KID, PSNR, times, ratios, counts) are non-negative."""
     if _ACCURACY.fullmatch(name):
         return 0.0, 1.0
     if name.endswith("clip_score"):
@@ -582,10 +583,19 @@ class RegisterParams(Strict):
                                           "seen.colour": 0.8}, max={"image_time_ratio": 0.3},
                                      vs_champion={"unseen.shape": 0.02, "seen.shape": 0.02})
 
+    # the image-conditioned CoDi models (full and adapter-only): their own registered models and gate,
+    # on metrics/codi_eval.json at their default steps (edge F1, PSNR, shape and colour per set)
+    codi_model_name: str = Field("rcdistill-codi", min_length=1, pattern=MODEL_NAME)
+    codi_adapter_model_name: str = Field("rcdistill-codi-adapter", min_length=1, pattern=MODEL_NAME)
+    codi_gate: GateRules = GateRules(min={"seen.edge_f1": 0.9, "unseen.edge_f1": 0.9, "seen.shape": 0.85,
+                                          "unseen.shape": 0.85, "seen.colour": 0.8, "unseen.colour": 0.8},
+                                     vs_champion={"unseen.shape": 0.02, "unseen.edge_f1": 0.02})
+
     @model_validator(mode="after")
     def _names_apart(self):
         names = {"model_name": self.model_name, "fast_model_name": self.fast_model_name,
-                 "boot_model_name": self.boot_model_name}
+                 "boot_model_name": self.boot_model_name, "codi_model_name": self.codi_model_name,
+                 "codi_adapter_model_name": self.codi_adapter_model_name}
         if len(set(names.values())) < len(names):
             raise ValueError(f"registry model names must differ from each other ({names})")
         return self

@@ -69,3 +69,39 @@ def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor) -> torch.Tensor:
     """Per image PSNR in dB between two uint8 image batches of one size (peak 1.0)."""
     mse = ((a_u8.float() - b_u8.float()) / 255.0).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
     return 10 * torch.log10(1.0 / mse)
+
+
+def read_condition(data: bytes, task: str, derive_from_image: bool = False, edge_threshold: float = 0.15,
+                   lowres_factor: int = 4, size: int | None = None) -> torch.Tensor:
+    """A condition image file (PNG bytes) as the stored uint8 form (C,h,w): an edge map (any pixel
+    above mid-grey is an edge) or a low-res RGB copy. `derive_from_image`: the file is an ordinary
+    picture of side `size`, and the condition is derived from it as the conditions stage does."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    if derive_from_image:
+        rgb = image.convert("RGB")
+        if size is not None and rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.BICUBIC)
+        u8 = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].contiguous()
+        return derive(task, u8, edge_threshold, lowres_factor)[0]
+    if task == "edge":
+        grey = torch.from_numpy(np.array(image.convert("L")))[None]
+        return (grey > 127).to(torch.uint8) * 255
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def condition_png(condition_u8: torch.Tensor) -> bytes:
+    """The stored form of one condition (C,h,w uint8) as PNG bytes (what read_condition reads back)."""
+    import io
+
+    from PIL import Image
+
+    arr = condition_u8.permute(1, 2, 0).numpy()
+    image = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -10,6 +10,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 
 from ..teacher.text_encoder import tokenize
+from . import adapter as _adapter  # noqa: F401  (diffusers loads a folder's adapter only from an imported module)
 from .conditions import model_input
 
 

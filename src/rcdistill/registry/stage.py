@@ -13,17 +13,20 @@ from ..dvc_lock import dvc_hashes
 from ..errors import RegistryError, UserError
 from ..fingerprint import folder_digest
 from ..io import atomic_write_json
-from ..roster import BY_NAME, REFERENCE, STUDENTS
+from ..roster import REFERENCE, STUDENTS
 from ..sampling import require_pipeline_folder
 from ..stage_table import metrics_file
 from ..tracking import flatten, git_commit, setup_mlflow, stage_run
 from .card import model_card
-from .entries import RegistryEntry, entry_for, registry_entries
+from .entries import RegistryEntry, conditional_entries, entry_for, registry_entries
 from .gate import Decision, decide
 
 METRICS_FILE = Path(metrics_file("register"))
 EVALUATE_METRICS = Path(metrics_file("evaluate"))
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+CODI_PYFUNC_FILE = Path(__file__).with_name("codi_pyfunc_model.py")
+PACKAGE_DIR = Path(__file__).parents[1]  # a CoDi folder names rcdistill's adapter class: the package travels with it
+CODI_METRICS = Path(metrics_file("codi_eval"))
 COMPAT_FILE = Path(__file__).parents[1] / "_torchvision_compat.py"  # travels with the model (code_paths)
 HEADLINE_METRICS = ("seen.shape", "unseen.shape", "unseen.fid", "ms_per_image")
 # what the served model needs, pinned to the versions that logged it (a serving environment must
@@ -123,19 +126,35 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
 
     size = params.world.image_size
     defaults = {"steps": entry.steps, "guidance_scale": entry.guidance_scale}
+    if entry.kind == "conditional":
+        import pandas as pd
+
+        from .codi_pyfunc_model import example_condition_png
+        frame = pd.DataFrame({"prompt": [EXAMPLE_PROMPT], "condition_png": [example_condition_png(size)]})
+        signature = infer_signature(frame, np.zeros((1, size, size, 3), np.uint8), params={"seed": 0, **defaults})
+        example = (frame, {"seed": 0, "steps": 1})
+        return _log_pyfunc(entry, CODI_PYFUNC_FILE, signature, example, defaults, [str(PACKAGE_DIR)], log, card, samples)
     signature = infer_signature([EXAMPLE_PROMPT], np.zeros((1, size, size, 3), np.uint8),
                                 params={"seed": 0, **defaults})
     # one prompt, one step: MLflow runs it once to check the serving payload, and the UI shows it
     example = ([EXAMPLE_PROMPT], {"seed": 0, "steps": 1})
+    return _log_pyfunc(entry, PYFUNC_FILE, signature, example, {**defaults, "scheduler": entry.scheduler},
+                       [str(COMPAT_FILE)], log, card, samples)
+
+
+def _log_pyfunc(entry: RegistryEntry, pyfunc_file: Path, signature, example, config: dict, code_paths: list[str],
+                log, card: str, samples: Path | None):
+    import mlflow
+
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model_card.md").write_text(card)
         log.artifact(Path(tmp) / "model_card.md")
     if samples is not None:
         log.artifact(samples)
     return mlflow.pyfunc.log_model(
-        name=entry.key, python_model=str(PYFUNC_FILE), artifacts={"pipeline": entry.folder},
-        signature=signature, input_example=example, model_config={**defaults, "scheduler": entry.scheduler},
-        code_paths=[str(COMPAT_FILE)], pip_requirements=pinned_requirements())
+        name=entry.key, python_model=str(pyfunc_file), artifacts={"pipeline": entry.folder},
+        signature=signature, input_example=example, model_config=config,
+        code_paths=code_paths, pip_requirements=pinned_requirements())
 
 
 def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
@@ -149,14 +168,14 @@ def register_entry(params: Params, entry: RegistryEntry, metrics: dict) -> dict:
         mv = _find_version(client, name, digest)
     created = mv is None
     if created:
-        lineage, commit = dvc_hashes(BY_NAME[entry.key].lineage), git_commit()
-        samples = Path(params.evaluate.out_dir) / "samples.png"
+        lineage, commit = dvc_hashes(entry.lineage), git_commit()
+        samples = Path(entry.samples) if entry.samples else None
         with stage_run(params, "register" if entry.key == STUDENTS[0].name else f"register-{entry.key}",
                        tuple(params.model_dump())) as log:  # every section the stage declares
             run_id = mlflow.active_run().info.run_id
             log({f"{REFERENCE.name}.{k}": v for k, v in flatten(metrics[REFERENCE.name]).items() if isinstance(v, (int, float))})
             info = _log_model(params, entry, log, model_card(entry, "(new)", metrics, params.model_dump(), lineage,
-                                                             commit, run_id), samples if samples.exists() else None)
+                                                             commit, run_id), samples if samples and samples.exists() else None)
             # on the run and on the logged model: its registered version shows them (MLflow 3)
             mlflow.log_metrics({f"model.{k}": float(v) for k, v in flatten(metrics[entry.key]).items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, model_id=info.model_id)
@@ -191,5 +210,14 @@ def run_register_stage(params: Params) -> dict:
     result = register_entry(params, entries[0], metrics)
     for entry in entries[1:]:
         result[entry.key] = register_entry(params, entry, metrics)
+    if CODI_METRICS.exists():
+        evaluated = json.loads(CODI_METRICS.read_text())["codi_eval"]["models"]
+        for entry in conditional_entries(params, evaluated):
+            run = entry.tags["mode"]
+            cell = evaluated[run]["steps"][str(entry.steps)]
+            trained = json.loads(Path(metrics_file(entry.key)).read_text())[entry.key]
+            mine = {**{name: {k: v for k, v in cell[name].items()} for name in cell},
+                    "trainable_params": trained["trainable_params"], "unet_params": trained["unet_params"]}
+            result[entry.key] = register_entry(params, entry, {REFERENCE.name: metrics[REFERENCE.name], entry.key: mine})
     atomic_write_json(METRICS_FILE, result)
     return result

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from ..config import Params
+from ..registry.entries import CONDITIONAL
 from ..registry.stage import run_register_stage
 from ..roster import STUDENTS
 
 
 def run(params: Params, args) -> int:
     result = run_register_stage(params)
-    for r in (result, *(result.get(m.name) for m in STUDENTS[1:])):
+    for r in (result, *(result.get(m.name) for m in STUDENTS[1:]), *(result.get(c[0]) for c in CONDITIONAL)):
         if r:
             what = "registered as new version" if r["new_version"] else "already registered as version"
             print(f"{r['model_name']}: {what} {r['version']} (alias challenger); "
