@@ -101,7 +101,7 @@ def test_pipeline_folder_round_trip(tiny_pipeline, tmp_path):
 def _objective(tiny_pipeline, mode="full", **method):
     from diffusers import StableDiffusionPipeline
 
-    from rcdistill.distill.codi import CoDiObjective, conditioned_student
+    from rcdistill.codi.objective import CoDiObjective, conditioned_student
 
     sd = StableDiffusionPipeline.from_pretrained(tiny_pipeline, safety_checker=None, requires_safety_checker=False)
     cfg = CoDiParams(method={"num_ddim_timesteps": 10, **method}).loop(mode)
@@ -169,7 +169,7 @@ def test_adapter_mode_trains_the_adapter_alone(tiny_pipeline):
         opt.zero_grad()
     assert all(torch.equal(v, obj.student.unet.state_dict()[k]) for k, v in backbone.items())
     assert any(not torch.equal(v, obj.student.adapter.state_dict()[k]) for k, v in adapter_before.items())
-    from rcdistill.distill.codi import trainable_parameters
+    from rcdistill.codi.objective import trainable_parameters
     assert trainable_parameters(obj.student) == sum(p.numel() for p in obj.student.adapter.parameters())
 
 
@@ -214,7 +214,7 @@ def test_registered_model_takes_prompts_and_condition_images(tiny_project):
     import mlflow
     import pandas as pd
 
-    from rcdistill.registry.codi_pyfunc_model import example_condition_png
+    from rcdistill.codi.conditions import example_condition_png
 
     mlflow.set_tracking_uri(f"sqlite:///{tiny_project / 'mlruns/mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/rcdistill-codi@champion")
@@ -227,7 +227,7 @@ def test_registered_model_takes_prompts_and_condition_images(tiny_project):
 def test_sample_with_a_condition_and_bad_input(tiny_project, tmp_path):
     import base64
 
-    from rcdistill.registry.codi_pyfunc_model import example_condition_png
+    from rcdistill.codi.conditions import example_condition_png
 
     edge = tmp_path / "edge.png"
     edge.write_bytes(base64.b64decode(example_condition_png(32)))

@@ -26,6 +26,11 @@ CPU = {  # what a 2-core CPU can run in minutes; widths stay SD's
                     "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
     "boot": {"steps": 2, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1, "log_every": 1,
              "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
+    "codi": {"train": {"batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2, "log_every": 1,
+                       "mixed_precision": "bf16", "teacher_dtype": "bfloat16"},
+             "reference": {"steps": 2, "default_steps": 3}, "full": {"steps": 2, "default_steps": 2},
+             "adapter": {"steps": 2, "default_steps": 2}, "eval_per_set": 4,
+             "eval_steps": {"reference": [3], "full": [2], "adapter": [2]}},
     "evaluate": {"eval_per_set": 4, "latency_repeats": 1, "grid_prompts": 2, "kid_subsets": 2,
                  "diversity_prompts": 2, "diversity_seeds": 2,
                  "steps": {"teacher": [3], "student": [3], "student_fast": [2], "student_boot": [1]}},
@@ -81,6 +86,12 @@ def test_sd_sized_profile_runs_end_to_end_on_cpu(workspace, tmp_path):
     reg = json.loads((ws / "metrics/register.json").read_text())
     assert reg["version"] == 1 and reg["student_fast"]["version"] == 1 and reg["student_boot"]["version"] == 1
     assert json.loads((ws / "metrics/boot.json").read_text())["boot"]["n_cached_latents"] == 0
+    # the conditional models at SD size: an adapter for bk_small (no mid block), scored and registered
+    codi = json.loads((ws / "metrics/codi_adapter.json").read_text())["codi_adapter"]
+    assert codi["unet_params"] > 4.5e8 and 0 < codi["trainable_params"] == codi["adapter_params"] < codi["total_params"]
+    ev = json.loads((ws / "metrics/codi_eval.json").read_text())["codi_eval"]
+    assert math.isfinite(ev["models"]["full"]["steps"]["2"]["unseen"]["psnr"])
+    assert reg["codi"]["version"] == 1 and reg["codi_adapter"]["version"] == 1
 
     # the registered student is a multi-GB pyfunc model whose pipeline loads and samples
     import mlflow

@@ -25,7 +25,7 @@ def _free_port() -> int:
 def _request(model: str) -> dict:
     prompts = ["a large red circle in the center", "a small blue square, top left"]
     if model == "rcdistill-codi":  # prompts and edge maps (base64 PNG), as a pandas split frame
-        from rcdistill.registry.codi_pyfunc_model import example_condition_png
+        from rcdistill.codi.conditions import example_condition_png
         edge = example_condition_png(32)
         return {"dataframe_split": {"columns": ["prompt", "condition_png"], "data": [[p, edge] for p in prompts]},
                 "params": {"seed": 3}}

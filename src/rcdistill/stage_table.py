@@ -94,11 +94,11 @@ STAGES: tuple[Stage, ...] = (
           notes=("no latents and no images: texts, noise and the teacher; the texts are a sorted list,",
                  "so a held-out experiment (another world.unseen) leaves the RC pool's BOOT student alone")),
     Stage("conditions", "rcd conditions", "edge maps and low-res copies of the decoded cached latents and the "
-          "teacher's eval images", "conditions", ("conditions", "codi.eval_per_set", "teacher.path"),
+          "teacher's eval images", "conditions", ("conditions", "codi.eval_per_set", "teacher.path", "sampling"),
           deps=("${cache.out_dir}", TEACHER_DIR, eval_samples_file("teacher")) + _EVAL_SETS,
           outs=("${conditions.out_dir}",),
           notes=("image-free: every training pair is a cached teacher latent and a function of its decoding;",
-                 "the test conditions come from the teacher's own eval images (its gate kept them)")),
+                 "the test conditions come from the teacher's own eval images (its gate kept them, or drawn here)")),
     *(Stage(name, f"rcd {name.replace('_', '-')}", summary, "codi",
             ("codi.task", "codi.init_dir", "codi.train", f"codi.{run}", "conditions", "teacher.path")
             + (("codi.method.drop_text", "codi.method.embedding_channels") if run == "reference" else ("codi.method",)),

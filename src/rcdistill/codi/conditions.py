@@ -105,3 +105,13 @@ def condition_png(condition_u8: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def example_condition_png(size: int) -> str:
+    """A square outline as a base64 edge-map PNG (the registered model's input example)."""
+    import base64
+
+    edges = torch.zeros(1, size, size, dtype=torch.uint8)
+    lo, hi = size // 4, 3 * size // 4
+    edges[:, lo, lo:hi + 1] = edges[:, hi, lo:hi + 1] = edges[:, lo:hi + 1, lo] = edges[:, lo:hi + 1, hi] = 255
+    return base64.b64encode(condition_png(edges)).decode()

@@ -14,17 +14,18 @@ from safetensors.torch import load_file
 from ..cache.latents import load_cache
 from ..config import Params
 from ..errors import GateFailed, UserError
+from ..evaluators.classifier import load_classifier
 from ..images import grid
 from ..io import atomic_dir, atomic_write_json, atomic_write_text
-from ..sampling import DEFAULTS_FILE, load_pipeline
+from ..sampling import DEFAULTS_FILE, generate, load_pipeline
 from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
 from ..tracking import stage_run
 from ..distill.boot import boot_init
-from ..distill.codi import RUN_NAMES, codi_train, trainable_parameters
 from ..distill.consistency import lcm_scheduler
 from ..distill.training_run import LossHistory, join_run, training_data
 from .conditions import model_input
+from .objective import RUN_NAMES, codi_train, trainable_parameters
 from .data import EVAL_SETS, eval_rows, load_eval_set, load_train_conditions, write_conditions
 from .pipeline import CoDiPipeline, generate_conditioned
 from .scores import score
@@ -43,7 +44,8 @@ def _condition_sheet(images: torch.Tensor, conditions: dict[str, torch.Tensor]) 
 
 def run_conditions_stage(params: Params) -> dict:
     latents, _, cache_identity = load_cache(params.cache.out_dir, expect_teacher=params.teacher.path)
-    teacher = load_pipeline(params.teacher.path, None)  # its own noise schedule; no sampling settings read
+    s = params.sampling
+    teacher = load_pipeline(params.teacher.path, s.scheduler)
     kept_file = Path(eval_samples_file("teacher"))
     if not kept_file.is_file():
         raise UserError(f"{kept_file}: missing; run the teacher_gate stage (its eval samples are the test images)")
@@ -53,10 +55,12 @@ def run_conditions_stage(params: Params) -> dict:
         rows[name] = eval_rows(params.prompts.out_dir, name, params.codi.eval_per_set)
         if not rows[name]:
             continue
-        if name not in kept or len(kept[name]) < len(rows[name]):
-            raise UserError(f"{kept_file}: holds {len(kept.get(name, []))} teacher images of eval set {name}, "
-                            f"codi.eval_per_set asks for {len(rows[name])}")
-        images[name] = kept[name][: len(rows[name])]
+        if len(kept.get(name, [])):  # the gate's own teacher images: as many as it drew
+            rows[name] = rows[name][: len(kept[name])]
+            images[name] = kept[name][: len(rows[name])]
+        else:  # no gate drew any (a pretrained teacher): draw them with the sampling settings
+            images[name] = generate(teacher, [r["text"] for r in rows[name]], [r["seed"] for r in rows[name]], s.steps,
+                                    s.guidance_scale, s.batch_size, desc=f"teacher ({name})")
     c = params.conditions
     return write_conditions(c.out_dir, teacher.vae, latents, cache_identity, images, rows, c.edge_threshold,
                             c.lowres_factor, _condition_sheet)
@@ -143,8 +147,6 @@ def load_codi_pipeline(folder: str | Path) -> CoDiPipeline:
 
 def run_codi_eval_stage(params: Params) -> dict:
     """Every run at each of its eval steps on both sets; the baselines the issue names, labelled."""
-    from ..evaluators.classifier import load_classifier
-
     c = params.conditions
     classifier = load_classifier(params.evaluators.out_dir) if params.prompts.source == "world" else None
     results: dict = {"task": params.codi.task, "models": {}}

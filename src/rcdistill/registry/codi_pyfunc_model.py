@@ -9,46 +9,30 @@ the model (code_paths): the folder's adapter class lives there.
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+from rcdistill.codi.conditions import read_condition
+from rcdistill.codi.pipeline import CoDiPipeline, generate_conditioned
+
 DEFAULTS = {"seed": 0, "steps": 4, "guidance_scale": 1.0}
-
-
-def example_condition_png(size: int) -> str:
-    """A square outline as a base64 edge-map PNG: the logged input example."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    image = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(image).rectangle([size // 4, size // 4, 3 * size // 4, 3 * size // 4], outline=255)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 class CoDiPipelineModel(PythonModel):
     def load_context(self, context):
-        import rcdistill  # noqa: F401  (offline settings, torchvision fix)
-        from rcdistill.codi.pipeline import CoDiPipeline
-
         folder = context.artifacts["pipeline"]
         self.pipe = CoDiPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True)
         self.pipe.set_progress_bar_config(disable=True)
-        import json
-        from pathlib import Path
         own = json.loads((Path(folder) / "rcdistill_sampling.json").read_text())
         self.task = own["task"]
         self.defaults = {**DEFAULTS, **dict(context.model_config or {})}
 
     def predict(self, context, model_input, params=None):
-        from rcdistill.codi.conditions import read_condition
-        from rcdistill.codi.pipeline import generate_conditioned
-
         p = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
         prompts = [str(x) for x in model_input["prompt"].tolist()]
         conditions = torch.stack([read_condition(base64.b64decode(c), self.task)

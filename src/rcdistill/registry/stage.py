@@ -8,6 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..codi.conditions import example_condition_png
 from ..config import Params
 from ..dvc_lock import dvc_hashes
 from ..errors import RegistryError, UserError
@@ -129,7 +130,6 @@ def _log_model(params: Params, entry: RegistryEntry, log, card: str, samples: Pa
     if entry.kind == "conditional":
         import pandas as pd
 
-        from .codi_pyfunc_model import example_condition_png
         frame = pd.DataFrame({"prompt": [EXAMPLE_PROMPT], "condition_png": [example_condition_png(size)]})
         signature = infer_signature(frame, np.zeros((1, size, size, 3), np.uint8), params={"seed": 0, **defaults})
         example = (frame, {"seed": 0, "steps": 1})

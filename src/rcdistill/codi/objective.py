@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
-from ..codi.adapter import CoDiAdapter, ConditionedUNet
-from ..codi.conditions import model_input
+from ..distill.data import RCBatch, RCSampler, TextBank
+from ..distill.loop import make_accelerator, train
 from ..precision import frozen_dtype
 from ..targets import clean_and_noise, cond_and_uncond, prediction_target
-from .data import RCBatch, RCSampler, TextBank
-from .loop import make_accelerator, train
+from .adapter import CoDiAdapter, ConditionedUNet
+from .conditions import model_input
 
 
 # each run's stage (and objective) name
