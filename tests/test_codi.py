@@ -94,8 +94,10 @@ def test_pipeline_folder_round_trip(tiny_pipeline, tmp_path):
     assert type(loaded.adapter) is CoDiAdapter and loaded.unet.mid_block is None
     assert before.shape == (3, 3, 32, 32) and before.dtype == torch.uint8
     assert torch.equal(generate_conditioned(loaded, texts, seeds, cond, 2), before)
-    # each image is a function of its own prompt, seed and condition: a batch of one gives the same image
-    assert torch.equal(generate_conditioned(loaded, texts[1:2], seeds[1:2], cond[1:2], 2), before[1:2])
+    # each image is a function of its own prompt, seed and condition: a batch of one gives the same
+    # image (up to one grey level: batched kernels round differently)
+    alone = generate_conditioned(loaded, texts[1:2], seeds[1:2], cond[1:2], 2)
+    assert (alone.int() - before[1:2].int()).abs().max() <= 1
 
 
 def _objective(tiny_pipeline, mode="full", **method):
