@@ -349,7 +349,7 @@ def rc_concepts_section(params: dict) -> list[str]:
 
 CODI_BASELINES = (("(a) reference, plain diffusion loss", "reference", None), ("(b) reference", "reference", 4),
                   ("(c) CoDi, full", "full", 4), ("(d) CoDi, adapter only", "adapter", 4), ("(e) CoDi, full", "full", 1))
-CODI_MEASURES = {"edge": ("edge_f1", "colour", "shape"), "lowres": ("psnr", "lowres_psnr", "shape", "colour")}
+CODI_MEASURES = {"edge": ("edge_f1", "psnr", "colour", "shape"), "lowres": ("psnr", "lowres_psnr", "shape", "colour")}
 
 
 def _codi_cell(cell: dict, key: str) -> str:
@@ -376,13 +376,16 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
         info = next(iter(info.values()), {})
         trained = f"{info['trainable_params'] / 1e6:.2f}M" if "trainable_params" in info else "-"
         cells[label[:3]] = cell
-        for name in ("seen", "unseen"):
+        for name in ("seen", "unseen", "seen_swapped", "unseen_swapped"):
             if name in cell:
                 rows.append(f"| {label} | {key} | {trained} | {name} | "
                             + " | ".join(_codi_cell(cell[name], m) for m in measures) + " |")
     out = [f"Task `{task}` (`metrics/codi_eval.json`): {next(iter(next(iter(models.values()))['steps'].values()))['seen']['n']} "
            "teacher eval images per set turned into conditions, one image per condition and caption, same seeds for "
-           "every model; mean ± standard error over the images.", "",
+           "every model; mean ± standard error over the images. `_swapped` sets: each condition with the "
+           "caption of the next row that names another shape, scored against the condition's shape, size and "
+           "position and the caption's colour: a model that reads its condition keeps the edge F1 and shape of "
+           "its own-caption row there; one that follows only its caption (which names the shape too) drops.", "",
            "| model | steps | trained params | set | " + " | ".join(measures) + " |",
            "|---|---|---|---|" + "---|" * len(measures), *rows]
     a, b, c, d = (cells.get(k) for k in ("(a)", "(b)", "(c)", "(d)"))
@@ -396,13 +399,24 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
         for name in ("seen", "unseen"):
             for m in measures:
                 gap = a[name][m] - b[name][m]
-                closed.append(f"{name} {m} " + (f"{(d[name][m] - b[name][m]) / gap:.0%}" if abs(gap) > 1e-9 else "no gap")
-                              + f" (gap {gap:+.3f})")
-        out += ["", "Adapter only at 4 steps: share of the gap from (b) to (a) it closes (target >= 50%): "
-                + ", ".join(closed) + "."]
+                noise = (a[name][f"{m}_se"] ** 2 + b[name][f"{m}_se"] ** 2) ** 0.5
+                if abs(gap) < 2 * noise:  # a difference under two standard errors is not a gap
+                    closed.append(f"{name} {m}: no gap beyond noise ({gap:+.3f} ± {noise:.3f})")
+                else:
+                    closed.append(f"{name} {m}: {(d[name][m] - b[name][m]) / gap:.0%} of {gap:+.3f} ± {noise:.3f}")
+        out += ["", "Adapter only at 4 steps: share of the gap from (b) to (a) it closes (target >= 50%); "
+                "a gap under two standard errors is none: " + "; ".join(closed) + "."]
+    if c and "seen_swapped" in c:
+        follow = [f"{lab} {cells[lab]['seen']['edge_f1']:.3f} -> {cells[lab]['seen_swapped']['edge_f1']:.3f}"
+                  for lab in ("(a)", "(c)", "(d)") if lab in cells and "seen_swapped" in cells[lab]]
+        out += ["", "Does it read its condition? Seen edge F1, own caption -> another shape's caption: "
+                + ", ".join(follow) + "."]
     if c and "unseen" in c:
         held = [f"{m} {c['unseen'][m] / c['seen'][m]:.2f}x" for m in ("shape", "colour") if c["seen"].get(m)]
         out += ["", "Held-out against seen, CoDi full at 4 steps (target >= 0.9x): " + ", ".join(held) + "."]
+    variants = RESULTS / "codi_variants.md"
+    out += ["", "### CoDi's switches and its second task", "",
+            variants.read_text().rstrip() if variants.exists() else "_benchmarks/codi_variants.py has not run._"]
     return out
 
 

@@ -122,14 +122,14 @@ def _batch(paired, texts=None, n=None):
                    torch.tensor(paired), torch.rand(b, generator=g), torch.arange(b))
 
 
-def test_clean_term_only_where_the_text_is_the_latents_own_caption(tiny_pipeline):
+def test_clean_term_only_where_the_text_is_the_latents_own_caption_or_none(tiny_pipeline):
     obj = _objective(tiny_pipeline)
     cond = torch.randn(4, 16, 32, generator=torch.Generator().manual_seed(0))
     nullctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
     unpaired = obj.loss(_batch([False] * 4), cond, nullctx)
     assert unpaired["clean"].item() == 0.0 and unpaired["total"].item() == pytest.approx(unpaired["consistency"].item())
-    dropped = obj.loss(_batch([True] * 4, texts=[""] * 4), cond, nullctx)   # no text: nothing to pair with
-    assert dropped["clean"].item() == 0.0
+    dropped = obj.loss(_batch([True] * 4, texts=[""] * 4), cond, nullctx)   # no text: the condition alone
+    assert dropped["clean"].item() > 0                                       # still defines the latent
     paired = obj.loss(_batch([True] * 4), cond, nullctx)
     assert paired["clean"].item() > 0
     assert paired["total"].item() == pytest.approx(paired["consistency"].item() + paired["clean"].item(), rel=1e-5)
@@ -206,7 +206,7 @@ def test_stages_write_scored_registered_models(tiny_project):
     adapter = json.loads((tiny_project / "metrics/codi_adapter.json").read_text())["codi_adapter"]
     assert full["trainable_params"] == full["total_params"]                      # backbone and adapter
     assert adapter["trainable_params"] == adapter["adapter_params"] < adapter["total_params"]  # adapter alone
-    reg = json.loads((tiny_project / "metrics/register.json").read_text())
+    reg = json.loads((tiny_project / "metrics/codi_register.json").read_text())
     assert reg["codi"]["model_name"] == "rcdistill-codi" and reg["codi_adapter"]["version"] == 1
     cond = json.loads((tiny_project / "data/conditions/manifest.json").read_text())
     assert cond["n_train"] == 32 and cond["eval"]["unseen"]["n"] == 8
@@ -257,3 +257,16 @@ def test_killed_codi_run_resumes_to_the_same_weights(tiny_project):
     assert r.returncode == 0, r.stderr[-2000:]
     again = load_file(tiny_project / "models/codi/adapter/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(done[k], again[k]) for k in done)
+
+
+def test_swapped_captions_name_another_shape_and_keep_the_conditions_labels():
+    from rcdistill.codi.scores import swapped
+    from rcdistill.evaluate.concepts import row_labels
+
+    rows = [{"text": f"t{i}", "shape": s, "colour": c, "size": "small", "position": "center"}
+            for i, (s, c) in enumerate([("circle", "red"), ("circle", "blue"), ("square", "green"), ("cross", "red")])]
+    partner, labels = swapped(rows)
+    assert partner == [2, 2, 3, 0]                                   # the next row with another shape
+    own = row_labels(rows)
+    assert torch.equal(labels["shape"], own["shape"])                # shape from the condition's row
+    assert torch.equal(labels["colour"], own["colour"][torch.tensor(partner)])   # colour from the caption's

@@ -306,7 +306,7 @@ def test_flow_end_to_end_then_nothing_to_do(pipeline):
     # models start from the RC student, so they reran
     assert status == {"cache_latents": "up to date", "distill": "ran", "consistency": "ran", "boot": "up to date",
                       "conditions": "up to date", "codi_reference": "ran", "codi": "ran", "codi_adapter": "ran",
-                      "codi_eval": "ran", "evaluate": "ran", "register": "ran"}, status
+                      "codi_eval": "ran", "evaluate": "ran", "register": "ran", "codi_register": "ran"}, status
     assert all(s not in r["reproduced"] for r in result["stages"] for s in ("prompts", "evaluators", "teacher"))
     assert result["changed"] == ["distill.steps"]
     text = (ws / "params.yaml").read_text()

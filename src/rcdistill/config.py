@@ -436,7 +436,7 @@ class CoDiParams(Strict):
     adapter: CoDiAdapterRun = CoDiAdapterRun()
     # teacher eval images per set turned into test conditions: the gate's own (up to as many as it
     # drew), or drawn by the conditions stage when no gate drew any (a pretrained teacher)
-    eval_per_set: int = Field(640, ge=4, le=100_000)
+    eval_per_set: int = Field(320, ge=4, le=100_000)
     eval_steps: dict[str, list[int]] = Field(default_factory=lambda: {
         "reference": [25, 4], "full": [1, 2, 4], "adapter": [4]})
 

@@ -128,13 +128,20 @@ STAGES: tuple[Stage, ...] = (
           notes=("evaluate.out_dir: sample grids, teacher (top) and student (bottom) on the same prompts and seeds",)),
     Stage("register", "rcd register", "register the students in MLflow and gate their promotion",
           "registry", ("registry", "tracking", "sampling", "world.image_size", "teacher.path", "distill", "consistency",
-                       "boot", "codi"),
+                       "boot"),
           deps=("${distill.out_dir}", "${consistency.out_dir}", "${boot.out_dir}", "metrics/evaluate.json",
-                "${evaluate.out_dir}", "${codi.full.out_dir}", "${codi.adapter.out_dir}", "metrics/codi_eval.json",
-                "metrics/codi.json", "metrics/codi_adapter.json") + _EVAL_SETS,
+                "${evaluate.out_dir}") + _EVAL_SETS,
           metrics=("metrics/register.json",),
           notes=("the registry itself lives in the MLflow store (mlruns/); this stage records what it did;",
                  "distill, consistency and boot: each model's card and tags say how it was trained")),
+    Stage("codi_register", "rcd codi-register", "register the image-conditioned models in MLflow and gate their "
+          "promotion", "registry",
+          ("registry.promote", "registry.codi_model_name", "registry.codi_adapter_model_name", "registry.codi_gate",
+           "tracking", "world.image_size", "teacher.path", "codi"),
+          deps=("${codi.full.out_dir}", "${codi.adapter.out_dir}", "metrics/codi_eval.json", "metrics/codi.json",
+                "metrics/codi_adapter.json", "metrics/evaluate.json"),
+          metrics=("metrics/codi_register.json",),
+          notes=("its own stage: the text-to-image students register without the conditional models' stages",)),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

@@ -11,8 +11,10 @@ rc_prob a random RC-pool text), a DDIM-solver step t = t_{n+1} and its predecess
   model, with the condition: the paper); `prev_noise` ("PREv") keeps the true noise e in it.
 - consistency: the online model's clean-latent prediction at (z_t, t) against the EMA target's at
   (z_s, s) (`space: x0`), or the noises they imply at z_t (`space: eps`); at s = 0 the target is z_s.
-- clean: r |x0_theta(z_t) - z0|^2 only where the text is that latent's own caption; with an RC
-  text the latent does not show the text, and the teacher alone defines the target.
+- clean: r |x0_theta(z_t) - z0|^2 only where the text is that latent's own caption (or dropped: the
+  condition alone); with an RC text the latent does not show the text, and the teacher alone
+  defines the target. In the default world a caption names the shape, size and position too, so
+  the condition is only read when the text is dropped often (`drop_text`).
 The reference (`diffusion`) objective is the conditional model's plain denoising loss on the
 paired data (no RC text: there is no image of it), sampled with many steps.
 """
@@ -142,7 +144,8 @@ class CoDiObjective(_ConditionedObjective):
             consistency = F.mse_loss(pred_x0, target_x0)
         else:
             consistency = F.mse_loss(pred_eps, (x - a_t * target_x0) / s_t)
-        paired = (batch.paired.to(dev) & torch.tensor([t != "" for t in batch.texts], device=dev)).float()
+        # the latent's own caption, or no text (the condition alone): z0 is a valid target; an RC text is not
+        paired = batch.paired.to(dev).float()
         per_sample = (pred_x0 - z0).pow(2).mean((1, 2, 3))
         clean = (per_sample * paired).sum() / paired.sum().clamp(min=1)
         total = consistency + cfg.clean_weight * clean

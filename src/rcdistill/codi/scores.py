@@ -21,16 +21,33 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), (x.std(unbiased=True) / len(x) ** 0.5).item() if len(x) > 1 else 0.0
 
 
+def swapped(rows: list[dict]) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """For condition i, the caption of the next row (cyclically) that names another shape, and the
+    labels an image following both should get: shape, size and position from the condition's row,
+    colour from the caption's. The cached pairs always agree; this is what shows that a model reads
+    its condition and not only its caption (which, in the default world, names the shape too)."""
+    n = len(rows)
+    partner = []
+    for i, r in enumerate(rows):
+        j = next(((i + k) % n for k in range(1, n) if rows[(i + k) % n]["shape"] != r["shape"]), (i + 1) % n)
+        partner.append(j)
+    labels = row_labels(rows)
+    labels["colour"] = labels["colour"][torch.tensor(partner)]
+    return partner, labels
+
+
 def score(images_u8: torch.Tensor, rows: list[dict], teacher_u8: torch.Tensor, edges: torch.Tensor,
-          lowres_u8: torch.Tensor, classifier, edge_threshold: float, lowres_factor: int) -> dict:
-    """Every measure on one eval set: {name: value, name_se: its standard error}."""
+          lowres_u8: torch.Tensor, classifier, edge_threshold: float, lowres_factor: int,
+          labels: dict[str, torch.Tensor] | None = None) -> dict:
+    """Every measure on one eval set: {name: value, name_se: its standard error}. `labels`: what the
+    classifier should read (default: the rows' own attributes)."""
     per_image = {
         "edge_f1": edge_f1(images_u8, edges, edge_threshold),
         "psnr": psnr(images_u8, teacher_u8),
         "lowres_psnr": psnr(low_res(images_u8, lowres_factor), lowres_u8),
     }
     if classifier is not None:
-        pred, labels = classifier.predict(images_u8), row_labels(rows)
+        pred, labels = classifier.predict(images_u8), labels if labels is not None else row_labels(rows)
         for a in ACCURACIES:
             per_image[a] = (pred[a] == labels[a]).float()
     out = {"n": len(images_u8)}

@@ -28,7 +28,7 @@ from .conditions import model_input
 from .objective import RUN_NAMES, codi_train, trainable_parameters
 from .data import EVAL_SETS, eval_rows, load_eval_set, load_train_conditions, write_conditions
 from .pipeline import CoDiPipeline, generate_conditioned
-from .scores import score
+from .scores import score, swapped
 
 LOSS_FIELDS = ("step", "total", "consistency", "clean", "diffusion", "lr", "samples_per_s")
 SHEET = 10
@@ -169,6 +169,12 @@ def run_codi_eval_stage(params: Params) -> dict:
                                               own["guidance_scale"])
                 cell[name] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"], classifier,
                                    c.edge_threshold, c.lowres_factor)
+                if classifier is not None:  # each condition with another row's caption: does it follow both?
+                    partner, labels = swapped(rows)
+                    images = generate_conditioned(pipe, [meta["texts"][j] for j in partner], meta["seeds"],
+                                                  tensors[params.codi.task], steps, own["guidance_scale"])
+                    cell[f"{name}_swapped"] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"],
+                                                    classifier, c.edge_threshold, c.lowres_factor, labels)
             entry["steps"][str(steps)] = cell
         results["models"][run] = entry
     return results

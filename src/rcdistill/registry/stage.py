@@ -210,14 +210,23 @@ def run_register_stage(params: Params) -> dict:
     result = register_entry(params, entries[0], metrics)
     for entry in entries[1:]:
         result[entry.key] = register_entry(params, entry, metrics)
-    if CODI_METRICS.exists():
-        evaluated = json.loads(CODI_METRICS.read_text())["codi_eval"]["models"]
-        for entry in conditional_entries(params, evaluated):
-            run = entry.tags["mode"]
-            cell = evaluated[run]["steps"][str(entry.steps)]
-            trained = json.loads(Path(metrics_file(entry.key)).read_text())[entry.key]
-            mine = {**{name: {k: v for k, v in cell[name].items()} for name in cell},
-                    "trainable_params": trained["trainable_params"], "unet_params": trained["unet_params"]}
-            result[entry.key] = register_entry(params, entry, {REFERENCE.name: metrics[REFERENCE.name], entry.key: mine})
     atomic_write_json(METRICS_FILE, result)
+    return result
+
+
+def run_codi_register_stage(params: Params) -> dict:
+    """metrics/codi_register.json: each image-conditioned model's registration and gate verdict, on
+    its metrics in metrics/codi_eval.json at its default steps (the card's teacher column: evaluate's)."""
+    for path in (CODI_METRICS, EVALUATE_METRICS):
+        if not path.exists():
+            raise UserError(f"{path}: not found; run its stage first")
+    evaluated = json.loads(CODI_METRICS.read_text())["codi_eval"]["models"]
+    teacher = json.loads(EVALUATE_METRICS.read_text())[REFERENCE.name]
+    result = {}
+    for entry in conditional_entries(params, evaluated):
+        cell = evaluated[entry.tags["mode"]]["steps"][str(entry.steps)]
+        trained = json.loads(Path(metrics_file(entry.key)).read_text())[entry.key]
+        mine = {**cell, "trainable_params": trained["trainable_params"], "unet_params": trained["unet_params"]}
+        result[entry.key] = register_entry(params, entry, {REFERENCE.name: teacher, entry.key: mine})
+    atomic_write_json(Path(metrics_file("codi_register")), result)
     return result
