@@ -139,7 +139,7 @@ STAGES: tuple[Stage, ...] = (
           ("registry.promote", "registry.codi_model_name", "registry.codi_adapter_model_name", "registry.codi_gate",
            "tracking", "world.image_size", "teacher.path", "codi"),
           deps=("${codi.full.out_dir}", "${codi.adapter.out_dir}", "metrics/codi_eval.json", "metrics/codi.json",
-                "metrics/codi_adapter.json", "metrics/evaluate.json"),
+                "metrics/codi_adapter.json", "metrics/evaluate.json") + _EVAL_SETS,
           metrics=("metrics/codi_register.json",),
           notes=("its own stage: the text-to-image students register without the conditional models' stages",)),
 )
