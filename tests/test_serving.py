@@ -21,7 +21,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def _request(model: str) -> dict:
     prompts = ["a large red circle in the center", "a small blue square, top left"]
     if model == "rcdistill-codi":  # prompts and edge maps (base64 PNG), as a pandas split frame
@@ -32,6 +31,7 @@ def _request(model: str) -> dict:
     return {"inputs": prompts, "params": {"seed": 3}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rcdistill-student", "rcdistill-student-fast", "rcdistill-student-boot",
                                    "rcdistill-codi"])
 def test_mlflow_models_serve_answers_with_images(tiny_project, model, tmp_path):
