@@ -4,6 +4,7 @@ Runs from a complete, up-to-date workspace (after `dvc repro`). Each variant is 
 experiment in a temp folder (the workspace stays as it is), scored by the codi_eval stage on the
 same conditions, prompts and seeds:
 
+- `codi-captions`: the models read whole captions (`codi.text=caption`) instead of colour words;
 - `codi-lowres`: the x4 super-resolution task instead of edge maps (`codi.task=lowres`);
 - `codi-no-rc`: no Random Conditioning text (`codi.method.rc_prob=0`);
 - `codi-ode-ema`: the ODE point from the EMA model with the condition (the paper) instead of the
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_sweep import dvc, experiments, metric  # noqa: E402
 
 VARIANTS = {
+    "codi-captions": (["codi.text=caption"], "whole captions instead of colour words"),
     "codi-lowres": (["codi.task=lowres"], "x4 super-resolution instead of edge maps"),
     "codi-no-rc": (["codi.method.rc_prob=0.0"], "no Random Conditioning text (rc_prob 0)"),
     "codi-ode-ema": (["codi.method.ode_from=ema"], "ODE point from the EMA model with the condition"),
@@ -40,6 +42,8 @@ EVAL = "metrics/codi_eval.json"
 SHOWN = (("(a) reference", "reference", None), ("(b) reference", "reference", "4"), ("(c) CoDi full", "full", "4"),
          ("(d) CoDi adapter", "adapter", "4"), ("(e) CoDi full", "full", "1"))
 MEASURES = ("edge_f1", "psnr", "lowres_psnr", "shape", "colour")
+# with each condition given another row's text (codi_eval's `<set>_swapped`): does a model read both?
+SWAPPED = ("edge_f1", "shape", "colour")
 
 
 def table_rows(name: str, ev: dict) -> list[dict]:
@@ -52,8 +56,9 @@ def table_rows(name: str, ev: dict) -> list[dict]:
         cell = entry["steps"].get(key)
         if cell:
             out.append({"variant": name, "task": ev["task"], "model": label, "steps": int(key),
-                        **{f"{s}.{m}": cell[s][m] for s in cell for m in MEASURES},
-                        **{f"{s}.{m}_se": cell[s][f"{m}_se"] for s in cell for m in MEASURES}})
+                        "text": entry.get("text", "caption"),
+                        **{f"{s}.{m}": cell[s][m] for s in cell for m in MEASURES if m in cell[s]},
+                        **{f"{s}.{m}_se": cell[s][f"{m}_se"] for s in cell for m in MEASURES if m in cell[s]}})
     return out
 
 
@@ -65,11 +70,11 @@ def fmt(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    cols = [f"{s}.{m}" for s in ("seen", "unseen") for m in MEASURES]
-    lines = ["| variant | task | model | steps | " + " | ".join(c.replace(".", " ") for c in cols) + " |",
-             "|---|---|---|---|" + "---|" * len(cols)]
+    cols = [f"{s}.{m}" for s in ("seen", "unseen") for m in MEASURES] + [f"seen_swapped.{m}" for m in SWAPPED]
+    lines = ["| variant | task | text | model | steps | " + " | ".join(c.replace(".", " ") for c in cols) + " |",
+             "|---|---|---|---|---|" + "---|" * len(cols)]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['task']} | {r['model']} | {r['steps']} | "
+        lines.append(f"| {r['variant']} | {r['task']} | {r['text']} | {r['model']} | {r['steps']} | "
                      + " | ".join(fmt(r, c) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 

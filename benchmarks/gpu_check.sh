@@ -15,8 +15,9 @@
 #
 # CONFIGS="naive:16 ours:64:bf16:compile" runs only those throughput settings (distill_throughput.py's
 # kind:batch[:precision[:compile]]); the naive row is the baseline each run's ratios need.
-# WHEELS=none skips the install (a machine that has the packages); SMOKE=1 shrinks every count
-# and the latents to 8x8 so the whole script can be checked on a CPU (tests/test_gpu_check.py).
+# WHEELS=none skips the install (a machine that has the packages); SMOKE=1 shrinks every count,
+# the latents to 8x8 and the UNet's widths to a tenth, so the whole script's plumbing can be checked
+# on a CPU in minutes (tests/test_gpu_check.py; tests/test_sd_random.py runs SD's widths on a CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="$(mkdir -p "${1:-benchmarks/results}" && cd "${1:-benchmarks/results}" && pwd)"
@@ -43,23 +44,28 @@ print(f"gpu_check: torch {torch.__version__}, diffusers {diffusers.__version__},
 PY
 
 if [ "${SMOKE:-0}" = 1 ]; then
-  LATENT=8; CONFIGS="naive:1 ours:1"; STEPS=1; CACHE_BATCH=2; CACHE_STEPS=2; BUDGET=600
+  LATENT=8; WIDTH=32; CONFIGS="naive:1 ours:1"; STEPS=1; CACHE_BATCH=2; CACHE_STEPS=2; BUDGET=600
   E2E_SET=(world.image_size=64 prompts.cache_pool_size=8 prompts.eval_per_set=4 sampling.steps=2
            sampling.batch_size=4 cache.shard_size=4 distill.steps=2 distill.warmup_steps=1 distill.batch_size=2
            distill.mixed_precision=no distill.teacher_dtype=float32 consistency.steps=2 consistency.warmup_steps=1
            consistency.batch_size=2 consistency.mixed_precision=no
            consistency.teacher_dtype=float32 boot.steps=2 boot.warmup_steps=1 boot.batch_size=2
-           boot.mixed_precision=no boot.teacher_dtype=float32 evaluate.latency_repeats=1 evaluate.grid_prompts=2
+           boot.mixed_precision=no boot.teacher_dtype=float32 codi.train.batch_size=2 codi.train.warmup_steps=1
+           codi.train.mixed_precision=no codi.train.teacher_dtype=float32 codi.reference.steps=2
+           codi.reference.default_steps=2 codi.full.steps=2 codi.full.default_steps=1 codi.adapter.steps=2
+           codi.adapter.default_steps=1 codi.eval_per_set=4 "codi.eval_steps={reference: [2], full: [1], adapter: [1]}"
+           evaluate.latency_repeats=1 evaluate.grid_prompts=2
            evaluate.diversity_prompts=2 evaluate.diversity_seeds=2
            "evaluate.steps={teacher: [2], student: [2], student_fast: [1], student_boot: [1]}")
 else
-  LATENT=64; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"
+  LATENT=64; WIDTH=320; STEPS=10; CACHE_BATCH=32; CACHE_STEPS=25; BUDGET="${BUDGET:-180}"
   CONFIGS="${CONFIGS:-naive:16 ours:16:fp16 ours:64:fp16 ours:64:bf16 ours:64:fp16:compile ours:64:bf16:compile}"
   E2E_SET=()
 fi
 
-echo "== 1. SD v1-shaped random teacher, ${LATENT}x${LATENT} latents"
-"$PY" -m rcdistill.cli sd-random --out "$SCRATCH/e2e/models/sd_random" --latent-size "$LATENT" 2>&1 | tail -1
+echo "== 1. SD v1-shaped random teacher, ${LATENT}x${LATENT} latents, UNet width $WIDTH"
+"$PY" -m rcdistill.cli sd-random --out "$SCRATCH/e2e/models/sd_random" --latent-size "$LATENT" --unet-width "$WIDTH" \
+  2>&1 | tail -1
 
 echo "== 2. throughput (settings start within ${BUDGET} s)"
 # shellcheck disable=SC2086

@@ -380,12 +380,21 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
             if name in cell:
                 rows.append(f"| {label} | {key} | {trained} | {name} | "
                             + " | ".join(_codi_cell(cell[name], m) for m in measures) + " |")
-    out = [f"Task `{task}` (`metrics/codi_eval.json`): {next(iter(next(iter(models.values()))['steps'].values()))['seen']['n']} "
-           "teacher eval images per set turned into conditions, one image per condition and caption, same seeds for "
-           "every model; mean ± standard error over the images. `_swapped` sets: each condition with the "
-           "caption of the next row that names another shape, scored against the condition's shape, size and "
-           "position and the caption's colour: a model that reads its condition keeps the edge F1 and shape of "
-           "its own-caption row there; one that follows only its caption (which names the shape too) drops.", "",
+    text = next(iter(models.values())).get("text", "caption")
+    if text == "colour":
+        reads = ("the colour word of its caption (`codi.text: colour`: the condition alone gives shape, size and "
+                 "position, so the own-text shape accuracy is the condition's doing). `_swapped` sets: each condition "
+                 "with the colour of the next row that names another colour, scored against the condition's shape, "
+                 "size and position and the text's colour: a model that reads both keeps its scores there.")
+    else:
+        reads = ("its whole caption (`codi.text: caption`). `_swapped` sets: each condition with the caption of the "
+                 "next row that names another shape, scored against the condition's shape, size and position and the "
+                 "caption's colour: a model that reads its condition keeps the edge F1 and shape of its own-caption "
+                 "row there; one that follows only its caption (which names the shape too) drops.")
+    n = next(iter(next(iter(models.values()))["steps"].values()))["seen"]["n"]
+    out = [f"Task `{task}` (`metrics/codi_eval.json`): {n} teacher eval images per set turned into conditions, one "
+           "image per condition and text, same seeds for every model; mean ± standard error over the images. "
+           f"Each model reads {reads}", "",
            "| model | steps | trained params | set | " + " | ".join(measures) + " |",
            "|---|---|---|---|" + "---|" * len(measures), *rows]
     a, b, c, d = (cells.get(k) for k in ("(a)", "(b)", "(c)", "(d)"))
@@ -409,8 +418,8 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
     if c and "seen_swapped" in c:
         follow = [f"{lab} {cells[lab]['seen']['edge_f1']:.3f} -> {cells[lab]['seen_swapped']['edge_f1']:.3f}"
                   for lab in ("(a)", "(c)", "(d)") if lab in cells and "seen_swapped" in cells[lab]]
-        out += ["", "Does it read its condition? Seen edge F1, own caption -> another shape's caption: "
-                + ", ".join(follow) + "."]
+        other = "another colour" if text == "colour" else "another shape's caption"
+        out += ["", f"Does it read its condition? Seen edge F1, own text -> {other}: " + ", ".join(follow) + "."]
     if c and "unseen" in c:
         held = [f"{m} {c['unseen'][m] / c['seen'][m]:.2f}x" for m in ("shape", "colour") if c["seen"].get(m)]
         out += ["", "Held-out against seen, CoDi full at 4 steps (target >= 0.9x): " + ", ".join(held) + "."]

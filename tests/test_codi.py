@@ -99,18 +99,30 @@ def test_pipeline_folder_round_trip(tiny_pipeline, tmp_path):
     alone = generate_conditioned(loaded, texts[1:2], seeds[1:2], cond[1:2], 2)
     assert (alone.int() - before[1:2].int()).abs().max() <= 1
 
+    # a colour-reading model keeps its text view in the folder and reads only the colour of a prompt
+    colour = CoDiPipeline(**pipe.components, text_view="colour")
+    colour.save_pretrained(tmp_path / "colour", safe_serialization=True)
+    colour = CoDiPipeline.from_pretrained(tmp_path / "colour", local_files_only=True, use_safetensors=True)
+    colour.set_progress_bar_config(disable=True)
+    assert colour.config.text_view == "colour" and loaded.config.text_view == "caption"
+    assert torch.equal(generate_conditioned(colour, ["a red circle", "A BLUE square"], seeds[:2], cond[:2], 2),
+                       generate_conditioned(loaded, ["red", "blue"], seeds[:2], cond[:2], 2))
+    with pytest.raises(ValueError, match="names no colour"):
+        generate_conditioned(colour, ["a circle"], seeds[:1], cond[:1], 2)
+
 
 def _objective(tiny_pipeline, mode="full", **method):
     from diffusers import StableDiffusionPipeline
 
     from rcdistill.codi.objective import CoDiObjective, conditioned_student
+    from rcdistill.distill.data import TextBank
 
     sd = StableDiffusionPipeline.from_pretrained(tiny_pipeline, safety_checker=None, requires_safety_checker=False)
     cfg = CoDiParams(method={"num_ddim_timesteps": 10, **method}).loop(mode)
     student = conditioned_student(_student(tiny_pipeline, "bk_small"), mode, 1, 4, 8)
     conditions = derive("edge", render_attributes(random_attributes(6, seed=1), seed=1), 0.15, 4)
-    uncond = torch.zeros(1, 16, 32)
-    return CoDiObjective(cfg, sd.unet, student, conditions, 32, sd.scheduler.config, uncond, torch.device("cpu"))
+    bank = TextBank(sd.text_encoder, sd.tokenizer, [], "off", torch.device("cpu"))
+    return CoDiObjective(cfg, sd.unet, student, conditions, 32, sd.scheduler.config, bank, torch.device("cpu"))
 
 
 def _batch(paired, texts=None, n=None):
@@ -158,6 +170,21 @@ def test_consistency_target_at_the_first_solver_step_is_the_ode_point(tiny_pipel
     assert out["consistency"].item() == pytest.approx(torch.nn.functional.mse_loss(x0, z_s).item(), rel=1e-4)
 
 
+def test_the_teacher_takes_its_ode_step_with_the_batchs_teacher_texts(tiny_pipeline):
+    """With colour texts the student reads "red" and the frozen teacher a whole caption: the
+    teacher's text moves the target; an EMA ODE step reads the student's text only."""
+    import dataclasses
+
+    nullctx = lambda: torch.autocast("cpu", enabled=False)  # noqa: E731
+    for ode_from, moves in (("teacher", True), ("ema", False)):
+        obj = _objective(tiny_pipeline, ode_from=ode_from, clean_weight=0.0)
+        batch = _batch([True] * 3, texts=["red"] * 3)
+        cond = obj.bank(batch.texts)
+        a, b = (obj.loss(dataclasses.replace(batch, teacher_texts=[t] * 3), cond, nullctx)["consistency"].item()
+                for t in ("a small red circle in the middle", "big red square, top left"))
+        assert (a != pytest.approx(b, rel=1e-6)) is moves, (ode_from, a, b)
+
+
 def test_adapter_mode_trains_the_adapter_alone(tiny_pipeline):
     obj = _objective(tiny_pipeline, mode="adapter")
     backbone = copy.deepcopy(obj.student.unet.state_dict())
@@ -183,6 +210,36 @@ def test_params_refuse_runs_the_grid_cannot_sample():
         CoDiParams(eval_steps={"student": [4]})
     with pytest.raises(ValueError, match="warmup_steps"):
         CoDiParams(train={"warmup_steps": 500})
+    from rcdistill.config import parse_params
+    with pytest.raises(ParamsError, match="codi.text: colour"):
+        parse_params({"prompts": {"source": "files", "cache_file": "c.txt", "rc_file": "r.txt"},
+                      "teacher": {"source": "pretrained", "path": "t"}})
+
+
+def test_colour_texts_leave_the_rest_to_the_condition_and_the_teacher_reads_whole_captions():
+    from rcdistill.codi.texts import ViewedSampler, colour_of
+    from rcdistill.distill.data import RCSampler
+
+    captions = ["a small red circle in the middle", "big blue square, top left", "a cross coloured green"]
+    pool = ["a yellow triangle", "purple diamond", "white circle, centered"]
+    base = RCSampler(torch.zeros(3, 4, 2, 2), captions, pool, 0.5, 0.2, torch.ones(10, dtype=torch.float64), 0)
+    view = ViewedSampler(base, captions, "colour")
+    n_rc = 0
+    for step in range(20):
+        plain, b = base.sample(8, step), view.sample(8, step)
+        assert torch.equal(plain.index, b.index) and torch.equal(plain.latents, b.latents)  # same draws
+        for i, text, student, teacher in zip(b.index.tolist(), plain.texts, b.texts, b.teacher_texts):
+            if not text:
+                assert student == teacher == ""                  # dropped: no text for either
+                continue
+            assert student == colour_of(text)                    # the student reads the text's colour only
+            own = captions[i]                                    # the teacher: the latent's caption in that colour
+            assert teacher == own.replace(colour_of(own), student)
+            n_rc += text not in captions
+        own_colour = torch.tensor([colour_of(captions[i]) == c for i, c in zip(b.index.tolist(), b.texts)])
+        assert torch.equal(b.paired, plain.paired | own_colour)  # an RC text of the own colour is paired again
+    assert n_rc > 10
+    assert ViewedSampler(base, captions, "caption").sample(8, 3).texts == base.sample(8, 3).texts
 
 
 # ---------------------------------------------------------------- the stages, on the tiny project
@@ -197,7 +254,7 @@ def test_stages_write_scored_registered_models(tiny_project):
     import json
 
     ev = json.loads((tiny_project / "metrics/codi_eval.json").read_text())["codi_eval"]
-    assert ev["task"] == "edge"
+    assert ev["task"] == "edge" and {e["text"] for e in ev["models"].values()} == {"colour"}
     assert {run: sorted(e["steps"]) for run, e in ev["models"].items()} == {
         "reference": ["4"], "full": ["1", "2"], "adapter": ["2"]}
     cell = ev["models"]["full"]["steps"]["2"]["unseen"]
@@ -242,6 +299,8 @@ def test_sample_with_a_condition_and_bad_input(tiny_project, tmp_path):
     assert r.returncode == 2 and "--condition" in r.stderr and "Traceback" not in r.stderr
     r = _rcd(tiny_project, "sample", "--model", "models/student", "--condition", str(edge), "a red circle")
     assert r.returncode == 2 and "CoDi" in r.stderr
+    r = _rcd(tiny_project, "sample", "--model", "models/codi", "--condition", str(edge), "a circle")
+    assert r.returncode == 2 and "prompt:" in r.stderr and "names no colour" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_killed_codi_run_resumes_to_the_same_weights(tiny_project):
@@ -253,13 +312,15 @@ def test_killed_codi_run_resumes_to_the_same_weights(tiny_project):
     shutil.rmtree(tiny_project / "outputs/codi")
     r = _rcd(tiny_project, "codi", "--stop-after", "2")
     assert r.returncode == 0 and "stopped after step 2" in r.stdout, r.stderr[-2000:]
+    assert [p.name for p in (tiny_project / "outputs/codi").glob("checkpoint-*")] == ["checkpoint-2"]
     r = _rcd(tiny_project, "codi")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not list((tiny_project / "outputs/codi").glob("checkpoint-*"))  # the model is out: released
     again = load_file(tiny_project / "models/codi/adapter/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(done[k], again[k]) for k in done)
 
 
-def test_swapped_captions_name_another_shape_and_keep_the_conditions_labels():
+def test_swapped_texts_name_another_shape_or_colour_and_keep_the_conditions_labels():
     from rcdistill.codi.scores import swapped
     from rcdistill.evaluate.concepts import row_labels
 
@@ -270,3 +331,7 @@ def test_swapped_captions_name_another_shape_and_keep_the_conditions_labels():
     own = row_labels(rows)
     assert torch.equal(labels["shape"], own["shape"])                # shape from the condition's row
     assert torch.equal(labels["colour"], own["colour"][torch.tensor(partner)])   # colour from the caption's
+    partner, labels = swapped(rows, "colour")
+    assert partner == [1, 2, 3, 1]                                   # the next row with another colour
+    assert torch.equal(labels["shape"], own["shape"])
+    assert torch.equal(labels["colour"], own["colour"][torch.tensor(partner)])

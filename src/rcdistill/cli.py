@@ -148,6 +148,7 @@ def _sample_conditioned(args) -> int:
     from .codi.conditions import read_condition
     from .codi.pipeline import generate_conditioned
     from .codi.stage import load_codi_pipeline
+    from .codi.texts import view_text
     from .images import grid
     from .sampling import folder_defaults
 
@@ -166,6 +167,13 @@ def _sample_conditioned(args) -> int:
     steps = args.steps or own["steps"]
     guidance = own["guidance_scale"] if args.guidance is None else args.guidance
     prompts = [pr for pr in args.prompts for _ in range(args.per_prompt)]
+    try:
+        read = [view_text(pr, pipe.config.text_view) for pr in args.prompts]
+    except ValueError as err:
+        raise UserError(f"prompt: {err}") from None
+    if read != list(args.prompts):
+        print(f"this model reads only the colour of a prompt ({', '.join(repr(r) for r in read)}); "
+              f"the {own['task']} condition gives the rest")
     seeds = [args.seed + i for i in range(len(prompts))]
     images = generate_conditioned(pipe, prompts, seeds, cond[None].expand(len(prompts), -1, -1, -1).contiguous(),
                                   steps, guidance)
@@ -212,11 +220,13 @@ def cmd_sd_random(args) -> int:
 
     if args.latent_size < 8 or args.latent_size % 8:
         raise UserError(f"--latent-size: {args.latent_size} is not a positive multiple of 8")
+    if args.unet_width < 32 or args.unet_width % 32:  # group norm's 32 groups, 8 attention heads
+        raise UserError(f"--unet-width: {args.unet_width} is not a positive multiple of 32")
     with atomic_dir(Path(args.out)) as tmp:
-        counts = build_sd_random(tmp / "teacher", args.latent_size, args.seed)
+        counts = build_sd_random(tmp / "teacher", args.latent_size, args.seed, args.unet_width)
         write_random_inception(tmp, args.seed + 1)
         write_random_open_clip(tmp, args.clip_model, args.seed + 2)
-        (tmp / "sd_random.json").write_text(json.dumps({"latent_size": args.latent_size, "seed": args.seed,
+        (tmp / "sd_random.json").write_text(json.dumps({"latent_size": args.latent_size, "unet_width": args.unet_width, "seed": args.seed,
                                                         "clip_model": args.clip_model, "params": counts}, indent=2))
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file()) / 2**30
     print(f"SD v1-shaped random pipeline in {args.out}/teacher (UNet {counts['unet'] / 1e6:.1f}M, text encoder "
@@ -328,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Inception/open_clip judge files, offline (for profiles/sd-random)", description="Writes --out.")
     sr.add_argument("--out", default="models/sd_random", help="folder to write (teacher/ and the judge files)")
     sr.add_argument("--latent-size", type=int, default=64, help="UNet sample size (64: SD's 512x512 images)")
+    sr.add_argument("--unet-width", type=int, default=320, help="the UNet's first block channels (320: SD's; "
+                    "smaller only to check plumbing fast)")
     sr.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture of the CLIP-score judge")
     sr.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     sr.set_defaults(fn=cmd_sd_random)

@@ -429,6 +429,9 @@ class CoDiParams(Strict):
     """Image-conditioned few-step students (CoDi) from the teacher's cached latents and their conditions."""
     task: Literal["edge", "lowres"] = "edge"   # edge: edge map -> image | lowres: x lowres_factor super-resolution
     init_dir: str = "models/student"           # the pipeline folder whose UNet is the backbone (the RC student)
+    # what the model reads of a text: caption (all of it) | colour (its colour word: the edge map gives
+    # the rest; the teacher still reads whole captions; needs the world's prompts)
+    text: Literal["caption", "colour"] = "colour"
     method: CoDiMethod = CoDiMethod()
     train: CoDiShared = CoDiShared()
     reference: CoDiReferenceRun = CoDiReferenceRun()
@@ -714,6 +717,9 @@ class Params(Strict):
         if self.distill.unpaired.pairing == "matched" and self.prompts.source != "world":
             raise ValueError("distill.unpaired.pairing: matched pairs by the world's attributes; "
                              "prompts.source 'files' has none (use uniform)")
+        if self.codi.text == "colour" and self.prompts.source != "world":
+            raise ValueError("codi.text: colour reads the world's colour words; prompts.source 'files' has none "
+                             "(use caption)")
         fast = self.evaluate.steps.get("student_fast", [])
         if fast and max(fast) > self.consistency.num_ddim_timesteps:
             raise ValueError(f"evaluate.steps.student_fast asks for {max(fast)} steps, beyond the few-step "

@@ -13,8 +13,10 @@ rc_prob a random RC-pool text), a DDIM-solver step t = t_{n+1} and its predecess
   (z_s, s) (`space: x0`), or the noises they imply at z_t (`space: eps`); at s = 0 the target is z_s.
 - clean: r |x0_theta(z_t) - z0|^2 only where the text is that latent's own caption (or dropped: the
   condition alone); with an RC text the latent does not show the text, and the teacher alone
-  defines the target. In the default world a caption names the shape, size and position too, so
-  the condition is only read when the text is dropped often (`drop_text`).
+  defines the target.
+Texts: with `codi.text: colour` (codi/texts.py) the student reads a text's colour word only and
+the teacher a whole caption (the latent's own, recoloured), so shape, size and position must come
+from the condition.
 The reference (`diffusion`) objective is the conditional model's plain denoising loss on the
 paired data (no RC text: there is no image of it), sampled with many steps.
 """
@@ -32,6 +34,7 @@ from ..precision import frozen_dtype
 from ..targets import clean_and_noise, cond_and_uncond, prediction_target
 from .adapter import CoDiAdapter, ConditionedUNet
 from .conditions import model_input
+from .texts import ViewedSampler
 
 
 # each run's stage (and objective) name
@@ -97,17 +100,20 @@ class CoDiObjective(_ConditionedObjective):
     unet_rows_per_sample = 4
 
     def __init__(self, cfg, teacher: UNet2DConditionModel, student: ConditionedUNet, conditions: torch.Tensor,
-                 image_size: int, scheduler_config, uncond: torch.Tensor, device: torch.device):
+                 image_size: int, scheduler_config, bank: TextBank, device: torch.device):
         super().__init__(cfg, student, conditions, image_size, scheduler_config, device)
+        self.bank = bank
         self.teacher = teacher.eval().requires_grad_(False).to(device, frozen_dtype(cfg.teacher_dtype, device))
         self.target = copy.deepcopy(student).eval().requires_grad_(False).to(device)
         self.skip = self.noise.config.num_train_timesteps // cfg.num_ddim_timesteps
         self.solver_t = torch.arange(1, cfg.num_ddim_timesteps + 1, device=device) * self.skip - 1
-        self.uncond = uncond.to(device)
+        self.uncond = bank([""]).to(device)
 
-    def _ode_output(self, x, start, cond, condition) -> torch.Tensor:
+    def _ode_output(self, x, start, cond, condition, batch: RCBatch) -> torch.Tensor:
         cfg = self.cfg
         if cfg.ode_from == "teacher":
+            if batch.teacher_texts is not None:  # the teacher reads whole captions (codi/texts.py)
+                cond = self.bank(batch.teacher_texts)
             a, s = self._at(self.alphas, start), self._at(self.sigmas, start)
             if cfg.teacher_guidance == 1.0:
                 out = self.teacher(x.to(self.teacher.dtype), start, cond.to(self.teacher.dtype)).sample.float()
@@ -128,7 +134,7 @@ class CoDiObjective(_ConditionedObjective):
         a_t, s_t = self._at(self.alphas, start), self._at(self.sigmas, start)
         x = a_t * z0 + s_t * noise
         with torch.no_grad():
-            x0_hat, eps_hat = self._ode_output(x, start, cond, condition).chunk(2, dim=1)
+            x0_hat, eps_hat = self._ode_output(x, start, cond, condition, batch).chunk(2, dim=1)
             if cfg.prev_noise:  # PREv: the ODE point keeps the forward noise
                 eps_hat = noise
             x_prev = self._at(self.alphas, prev) * x0_hat + self._at(self.sigmas, prev) * eps_hat
@@ -157,24 +163,27 @@ class CoDiObjective(_ConditionedObjective):
 
 def codi_train(cfg, mode: str, teacher_pipe, backbone: UNet2DConditionModel, latents: torch.Tensor,
                conditions: torch.Tensor, captions: list[str], rc_pool: list[str], image_size: int, log=None,
-               stop_after: int | None = None) -> ConditionedUNet:
-    """Train the conditional model (`mode`: full | adapter | reference); returns its EMA weights."""
+               stop_after: int | None = None, text_view: str = "caption") -> ConditionedUNet:
+    """Train the conditional model (`mode`: full | adapter | reference) reading `text_view` of each
+    text (codi/texts.py); returns its EMA weights."""
     accelerator = make_accelerator(cfg)
     device = accelerator.device
     text_encoder = teacher_pipe.text_encoder.eval().requires_grad_(False).to(device)
-    bank = TextBank(text_encoder, teacher_pipe.tokenizer, list(captions) + list(rc_pool), cfg.text_embeds, device)
     student = conditioned_student(backbone, "full" if mode == "reference" else mode, conditions.shape[1],
                                   image_size // (latents.shape[-1]), cfg.embedding_channels)
     sched = teacher_pipe.scheduler.config
     if mode == "reference":
-        objective = DiffusionObjective(cfg, student, conditions, image_size, sched, device)
         num_t = DDPMScheduler.from_config(sched).config.num_train_timesteps
-        sampler = RCSampler(latents, captions, rc_pool, 0.0, cfg.drop_text, torch.ones(num_t, dtype=torch.float64),
-                            cfg.seed + accelerator.process_index)
+        rc_prob, t_weights = 0.0, torch.ones(num_t, dtype=torch.float64)
     else:
-        objective = CoDiObjective(cfg, teacher_pipe.unet, student, conditions, image_size, sched, bank([""]), device)
-        sampler = RCSampler(latents, captions, rc_pool, cfg.rc_prob, cfg.drop_text,
-                            torch.ones(cfg.num_ddim_timesteps, dtype=torch.float64),
-                            cfg.seed + accelerator.process_index)
+        rc_prob, t_weights = cfg.rc_prob, torch.ones(cfg.num_ddim_timesteps, dtype=torch.float64)
+    sampler = ViewedSampler(RCSampler(latents, captions, rc_pool, rc_prob, cfg.drop_text, t_weights,
+                                      cfg.seed + accelerator.process_index), captions, text_view)
+    bank = TextBank(text_encoder, teacher_pipe.tokenizer, [*captions, *rc_pool, *sampler.texts()], cfg.text_embeds,
+                    device)
+    if mode == "reference":
+        objective = DiffusionObjective(cfg, student, conditions, image_size, sched, device)
+    else:
+        objective = CoDiObjective(cfg, teacher_pipe.unet, student, conditions, image_size, sched, bank, device)
     objective.name = RUN_NAMES[mode]  # progress bar and MLflow prefix: the stage's name
     return train(accelerator, cfg, objective, sampler, bank, log, stop_after)

@@ -2,7 +2,7 @@
 
 Components: the teacher's VAE, text encoder and tokenizer, the (student) UNet, the CoDi adapter
 and a scheduler (LCMScheduler for a distilled few-step model, DDIM for the diffusion-loss
-reference). Saved and loaded with diffusers' own save_pretrained / from_pretrained.
+reference); `text_view` in its config says what it reads of a prompt. Saved and loaded with diffusers' own save_pretrained / from_pretrained.
 """
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from ..teacher.text_encoder import tokenize
 from . import adapter as _adapter  # noqa: F401  (diffusers loads a folder's adapter only from an imported module)
 from .conditions import model_input
+from .texts import view_text
 
 
 class CoDiPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->adapter->unet->vae"
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, adapter, scheduler):
+    def __init__(self, vae, text_encoder, tokenizer, unet, adapter, scheduler, text_view: str = "caption"):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, adapter=adapter,
                               scheduler=scheduler)
+        self.register_to_config(text_view=text_view)  # what the model reads of a prompt (codi/texts.py)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     @property
@@ -36,7 +38,9 @@ class CoDiPipeline(DiffusionPipeline):
                  guidance_scale: float = 1.0, generator: list[torch.Generator] | None = None,
                  latents: torch.Tensor | None = None, output_type: str = "pt") -> ImagePipelineOutput:
         """`condition`: the stored conditions (uint8, N x C x h x w, as conditions.derive writes them)
-        or the adapter's input already (float in [-1, 1] at the image size)."""
+        or the adapter's input already (float in [-1, 1] at the image size). A `colour` model reads
+        only the colour word of each prompt (ValueError if one names none)."""
+        prompt = [view_text(p, self.config.text_view) for p in prompt]
         n = len(prompt)
         size = self.image_size
         cond_img = model_input(condition, size) if condition.dtype == torch.uint8 else condition

@@ -21,15 +21,16 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), (x.std(unbiased=True) / len(x) ** 0.5).item() if len(x) > 1 else 0.0
 
 
-def swapped(rows: list[dict]) -> tuple[list[int], dict[str, torch.Tensor]]:
-    """For condition i, the caption of the next row (cyclically) that names another shape, and the
-    labels an image following both should get: shape, size and position from the condition's row,
-    colour from the caption's. The cached pairs always agree; this is what shows that a model reads
-    its condition and not only its caption (which, in the default world, names the shape too)."""
+def swapped(rows: list[dict], differ: str = "shape") -> tuple[list[int], dict[str, torch.Tensor]]:
+    """For condition i, the text of the next row (cyclically) with another `differ` value (the
+    attribute a model's text is meant to carry the most: the shape for whole captions, the colour
+    for colour-only texts), and the labels an image following both should get: shape, size and
+    position from the condition's row, colour from the text's. The cached pairs always agree; this
+    is what shows that a model reads its condition and its text, not only one of them."""
     n = len(rows)
     partner = []
     for i, r in enumerate(rows):
-        j = next(((i + k) % n for k in range(1, n) if rows[(i + k) % n]["shape"] != r["shape"]), (i + 1) % n)
+        j = next(((i + k) % n for k in range(1, n) if rows[(i + k) % n][differ] != r[differ]), (i + 1) % n)
         partner.append(j)
     labels = row_labels(rows)
     labels["colour"] = labels["colour"][torch.tensor(partner)]

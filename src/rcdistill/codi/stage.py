@@ -23,6 +23,7 @@ from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
 from ..tracking import stage_run
 from ..distill.boot import boot_init
 from ..distill.consistency import lcm_scheduler
+from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, training_data
 from .conditions import model_input
 from .objective import RUN_NAMES, codi_train, trainable_parameters
@@ -66,9 +67,9 @@ def run_conditions_stage(params: Params) -> dict:
                             c.lowres_factor, _condition_sheet)
 
 
-def conditional_pipeline(teacher, net, scheduler) -> CoDiPipeline:
+def conditional_pipeline(teacher, net, scheduler, text_view: str) -> CoDiPipeline:
     return CoDiPipeline(vae=teacher.vae, text_encoder=teacher.text_encoder, tokenizer=teacher.tokenizer,
-                        unet=net.unet, adapter=net.adapter, scheduler=scheduler)
+                        unet=net.unet, adapter=net.adapter, scheduler=scheduler, text_view=text_view)
 
 
 def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> dict:
@@ -82,15 +83,16 @@ def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> d
     backbone, init_id = boot_init(params.codi.init_dir, params.teacher.path, teacher, key="codi.init_dir")
     size = teacher.unet.config.sample_size * teacher.vae_scale_factor
     cond_id = hashlib.sha256(conditions.numpy().tobytes()).hexdigest()
-    more = {"init": init_id, "task": params.codi.task, "conditions": cond_id, "run": run}
+    more = {"init": init_id, "task": params.codi.task, "conditions": cond_id, "run": run, "text": params.codi.text}
     if not join_run(cfg, cache_identity, stage, **more):
-        codi_train(cfg, run, teacher, backbone, latents, conditions, captions, rc_pool, size, stop_after=stop_after)
+        codi_train(cfg, run, teacher, backbone, latents, conditions, captions, rc_pool, size, stop_after=stop_after,
+                   text_view=params.codi.text)
         return {"helper": True}
     with stage_run(params, stage, ("codi", "conditions")) as log:
-        log.mlflow.set_tags({"task": params.codi.task, "mode": mode, "init_id": init_id})
+        log.mlflow.set_tags({"task": params.codi.task, "text": params.codi.text, "mode": mode, "init_id": init_id})
         history = LossHistory(cfg.work_dir, log, stage, LOSS_FIELDS)
         net = codi_train(cfg, run, teacher, backbone, latents, conditions, captions, rc_pool, size, history,
-                         stop_after=stop_after)
+                         stop_after=stop_after, text_view=params.codi.text)
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         if run == "reference":
@@ -100,9 +102,9 @@ def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> d
         net = net.to(teacher.device, torch.float32)
         if mode == "adapter":
             net.unet.requires_grad_(False)
-        pipe = conditional_pipeline(teacher, net, scheduler)
+        pipe = conditional_pipeline(teacher, net, scheduler, params.codi.text)
         pipe.set_progress_bar_config(disable=True)
-        metrics = {"task": params.codi.task, "mode": mode, "objective": "diffusion" if run == "reference" else "codi",
+        metrics = {"task": params.codi.task, "text": params.codi.text, "mode": mode, "objective": "diffusion" if run == "reference" else "codi",
                    "default_steps": cfg.default_steps, "guidance_scale": cfg.guidance_scale,
                    "trainable_params": trainable_parameters(net),
                    "total_params": sum(p.numel() for p in net.parameters()),
@@ -119,6 +121,7 @@ def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> d
             log.image(sheet, f"{stage}_samples.png")
         log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         atomic_write_json(Path(metrics_file(stage)), {stage: metrics})
+    release_checkpoints(cfg.work_dir)
     return metrics
 
 
@@ -155,7 +158,7 @@ def run_codi_eval_stage(params: Params) -> dict:
             continue
         pipe = load_codi_pipeline(getattr(params.codi, run).out_dir)
         own = json.loads((Path(getattr(params.codi, run).out_dir) / DEFAULTS_FILE).read_text())
-        entry = {"guidance_scale": own["guidance_scale"], "steps": {}}
+        entry = {"guidance_scale": own["guidance_scale"], "text": pipe.config.text_view, "steps": {}}
         for steps in steps_list:
             cell = {}
             for name in EVAL_SETS:
@@ -169,8 +172,8 @@ def run_codi_eval_stage(params: Params) -> dict:
                                               own["guidance_scale"])
                 cell[name] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"], classifier,
                                    c.edge_threshold, c.lowres_factor)
-                if classifier is not None:  # each condition with another row's caption: does it follow both?
-                    partner, labels = swapped(rows)
+                if classifier is not None:  # each condition with another row's text: does it follow both?
+                    partner, labels = swapped(rows, "colour" if pipe.config.text_view == "colour" else "shape")
                     images = generate_conditioned(pipe, [meta["texts"][j] for j in partner], meta["seeds"],
                                                   tensors[params.codi.task], steps, own["guidance_scale"])
                     cell[f"{name}_swapped"] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"],

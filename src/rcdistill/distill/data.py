@@ -32,6 +32,7 @@ class RCBatch:
     paired: torch.Tensor  # bool (B,): the latent really shows the text
     uniform: torch.Tensor  # (B,) U[0, 1) draws for an objective's own randomness (consistency: guidance w)
     index: torch.Tensor | None = None  # (B,) which cached latent each sample is (CoDi reads its condition)
+    teacher_texts: list[str] | None = None  # what a frozen teacher reads instead of `texts` (codi/texts.py)
 
 
 class RCSampler:

@@ -3,11 +3,12 @@ atomic checkpoints, automatic resume, MLflow logging, a progress bar.
 
 What is learned is the objective's business (`kd.KDObjective`: Random Conditioning knowledge
 distillation; `consistency.ConsistencyObjective`: latent consistency distillation; `boot.BootObjective`:
-bootstrapping from noise and texts); the loop only asks it for a loss on each batch. Checkpoints are `work_dir/checkpoint-<step>/` (accelerate
-state: student, optimizer, lr schedule, RNG states and EMA), written by the main process to a
-temp folder and renamed; the newest one is picked up automatically, and batch k is drawn from
-(seed, process, k) alone, so a killed run (every process of a data-parallel one) resumes where
-it stopped and ends with the same weights as an uninterrupted one.
+bootstrapping from noise and texts); the loop only asks it for a loss on each batch.
+Checkpoints are `work_dir/checkpoint-<step>/` (accelerate state: student, optimizer, lr schedule,
+RNG states and EMA), written by the main process to a temp folder and renamed; the newest one is
+picked up automatically, and batch k is drawn from (seed, process, k) alone, so a killed run
+(every process of a data-parallel one) resumes where it stopped and ends with the same weights as
+an uninterrupted one. Once a stage has written its model, its checkpoints are deleted.
 """
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ def _save_checkpoint(accelerator: Accelerator, work_dir: Path, step: int, keep: 
     os.replace(tmp, final)
     for _, old in checkpoints(work_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def release_checkpoints(work_dir: str | Path) -> None:
+    """Called once a stage has written its model: the checkpoints could only resume a finished run.
+    At SD size each holds weights, EMA and AdamW state (about 7 GB); run.json and loss.csv stay."""
+    for _, path in checkpoints(Path(work_dir)):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_accelerator(cfg) -> Accelerator:

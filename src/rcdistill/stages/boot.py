@@ -20,6 +20,7 @@ from ..stage_table import metrics_file, plot_file
 from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
 from ..tracking import stage_run
 from ..distill.boot import boot_distill, boot_init, signal_scheduler
+from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, student_pipeline
 
 METRICS_FILE = Path(metrics_file("boot"))
@@ -88,4 +89,5 @@ def run_boot_stage(params: Params, stop_after: int | None = None) -> dict:
             log.image(sheet, "student_boot_samples.png")
         log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         atomic_write_json(METRICS_FILE, {"boot": metrics})
+    release_checkpoints(cfg.work_dir)
     return metrics

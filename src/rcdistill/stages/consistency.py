@@ -13,6 +13,7 @@ from ..sampling import DEFAULTS_FILE, load_pipeline
 from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run
 from ..distill.consistency import ConsistencyObjective, consistency_distill, init_unet, lcm_scheduler
+from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, save_checked_student, student_pipeline, training_data
 
 METRICS_FILE = Path(metrics_file("consistency"))
@@ -56,4 +57,5 @@ def run_consistency_stage(params: Params, stop_after: int | None = None) -> dict
         save_checked_student(params, pipe, cfg.out_dir, metrics, log, cfg.default_steps, cfg.guidance_scale,
                              {DEFAULTS_FILE: defaults}, label="student_fast")
         atomic_write_json(METRICS_FILE, {"consistency": metrics})
+    release_checkpoints(cfg.work_dir)
     return metrics

@@ -11,6 +11,7 @@ from ..sampling import load_pipeline
 from ..stage_table import metrics_file, plot_file
 from ..tracking import stage_run
 from ..distill.kd import distill
+from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, matched_pairing, save_checked_student, student_pipeline, training_data
 
 METRICS_FILE = Path(metrics_file("distill"))
@@ -52,4 +53,5 @@ def run_distill_stage(params: Params, stop_after: int | None = None) -> dict:
         atomic_write_text(LOSS_PLOT, history.csv())
         save_checked_student(params, pipe, cfg.out_dir, metrics, log)
         atomic_write_json(METRICS_FILE, {"distill": metrics})
+    release_checkpoints(cfg.work_dir)
     return metrics
