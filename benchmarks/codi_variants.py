@@ -9,9 +9,12 @@ same conditions, prompts and seeds:
 - `codi-no-rc`: no Random Conditioning text (`codi.method.rc_prob=0`);
 - `codi-ode-ema`: the ODE point from the EMA model with the condition (the paper) instead of the
   frozen teacher (the public code);
-- `codi-prev`: "PREv", the ODE point keeps the true forward noise.
+- `codi-prev`: "PREv", the ODE point keeps the true forward noise;
+- `codi-heldout-yellow`: yellow held out too (`world.unseen=[triangle, yellow]`): no cached latent,
+  hence no training condition, is yellow; only Random Conditioning texts name it (reruns the
+  stages from the prompts on, not the teacher: about 15 min).
 
-    .venv/bin/python benchmarks/codi_variants.py [--only NAME ...]   # about 3 min per variant on 2 cores
+    .venv/bin/python benchmarks/codi_variants.py [--only NAME ...]   # 3-5 min per variant on 2 cores
     .venv/bin/python benchmarks/codi_variants.py --collect-only
 
 Writes benchmarks/results/codi_variants.{json,md}.
@@ -35,6 +38,7 @@ VARIANTS = {
     "codi-no-rc": (["codi.method.rc_prob=0.0"], "no Random Conditioning text (rc_prob 0)"),
     "codi-ode-ema": (["codi.method.ode_from=ema"], "ODE point from the EMA model with the condition"),
     "codi-prev": (["codi.method.prev_noise=true"], "PREv: the ODE point keeps the true noise"),
+    "codi-heldout-yellow": (["world.unseen=[triangle, yellow]"], "yellow held out as well as triangle"),
 }
 OUT = Path("benchmarks/results/codi_variants")
 EVAL = "metrics/codi_eval.json"
@@ -83,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--collect-only", action="store_true", help="read the finished experiments, run nothing")
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="run these variants only")
-    ap.add_argument("--timeout-s", type=float, default=1200, help="per experiment")
+    ap.add_argument("--timeout-s", type=float, default=2400, help="per experiment")
     args = ap.parse_args()
     t0 = time.time()
     if not dvc("status").strip().endswith("up to date."):

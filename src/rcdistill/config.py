@@ -391,8 +391,8 @@ class CoDiRun(Strict):
     out_dir: str = "models/codi"
     work_dir: str = "outputs/codi"
     seed: int = 8
-    steps: int = Field(200, ge=1)
-    lr: float = Field(2e-4, gt=0, le=1)
+    steps: int = Field(400, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1)
     ema_decay: float = Field(0.95, ge=0, lt=1)       # CoDi runs: the EMA is the consistency target network
     default_steps: int = Field(4, ge=1, le=1000)     # the saved pipeline's sampling steps
     guidance_scale: float = Field(1.0, ge=1.0, le=50.0)  # its text CFG when sampling (1: no CFG pass)
@@ -404,7 +404,7 @@ class CoDiReferenceRun(CoDiRun):
     work_dir: str = "outputs/codi_reference"
     seed: int = 7
     steps: int = Field(400, ge=1)
-    lr: float = Field(1e-3, gt=0, le=1)
+    lr: float = Field(3e-3, gt=0, le=1)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     default_steps: int = Field(25, ge=1, le=1000)
     guidance_scale: float = Field(3.0, ge=1.0, le=50.0)
@@ -415,7 +415,7 @@ class CoDiAdapterRun(CoDiRun):
     out_dir: str = "models/codi_adapter"
     work_dir: str = "outputs/codi_adapter"
     seed: int = 9
-    lr: float = Field(1e-3, gt=0, le=1)
+    lr: float = Field(3e-3, gt=0, le=1)
 
 
 class CoDiLoop(TrainLoopParams, CoDiMethod):
