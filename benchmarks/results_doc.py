@@ -409,17 +409,26 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
             for m in measures:
                 gap = a[name][m] - b[name][m]
                 noise = (a[name][f"{m}_se"] ** 2 + b[name][f"{m}_se"] ** 2) ** 0.5
-                if abs(gap) < 2 * noise:  # a difference under two standard errors is not a gap
+                if gap == 0 or abs(gap) < 2 * noise:  # a difference under two standard errors is not a gap
                     closed.append(f"{name} {m}: no gap beyond noise ({gap:+.3f} ± {noise:.3f})")
                 else:
                     closed.append(f"{name} {m}: {(d[name][m] - b[name][m]) / gap:.0%} of {gap:+.3f} ± {noise:.3f}")
         out += ["", "Adapter only at 4 steps: share of the gap from (b) to (a) it closes (target >= 50%); "
                 "a gap under two standard errors is none: " + "; ".join(closed) + "."]
-    if c and "seen_swapped" in c:
+    shown = [lab for lab in ("(a)", "(c)", "(d)") if lab in cells and "seen_swapped" in cells[lab]]
+    if shown and text == "colour":
+        teacher = (load("metrics/teacher.json") or {}).get("teacher", {}).get("seen", {}).get("shape")
+        ceiling = f", against {teacher:.3f} for the teacher's own images (`metrics/teacher.json`)" if teacher else ""
+        shape = ", ".join(f"{lab} {cells[lab]['seen']['shape']:.3f} ± {cells[lab]['seen']['shape_se']:.3f}" for lab in shown)
+        swap = ", ".join(f"{lab} colour {cells[lab]['seen_swapped']['colour']:.3f}, shape "
+                         f"{cells[lab]['seen_swapped']['shape']:.3f}" for lab in shown)
+        out += ["", "Does it read its condition? The text names no shape, so the seen shape accuracy is the edge "
+                f"map's doing: {shape}{ceiling}. With another row's colour (swapped): {swap}."]
+    elif shown:
         follow = [f"{lab} {cells[lab]['seen']['edge_f1']:.3f} -> {cells[lab]['seen_swapped']['edge_f1']:.3f}"
-                  for lab in ("(a)", "(c)", "(d)") if lab in cells and "seen_swapped" in cells[lab]]
-        other = "another colour" if text == "colour" else "another shape's caption"
-        out += ["", f"Does it read its condition? Seen edge F1, own text -> {other}: " + ", ".join(follow) + "."]
+                  for lab in shown]
+        out += ["", "Does it read its condition? Seen edge F1, own caption -> another shape's caption: "
+                + ", ".join(follow) + "."]
     if c and "unseen" in c:
         held = [f"{m} {c['unseen'][m] / c['seen'][m]:.2f}x" for m in ("shape", "colour") if c["seen"].get(m)]
         out += ["", "Held-out against seen, CoDi full at 4 steps (target >= 0.9x): " + ", ".join(held) + "."]
