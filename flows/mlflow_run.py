@@ -9,15 +9,7 @@ from typing import Any
 from prefect import get_run_logger
 
 from rcdistill.config import Params
-
-
-def tracking_uri(ws: Path, p: Params) -> str:
-    uri = p.tracking.uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(ws / uri[len("sqlite:///"):])
-    if "://" not in uri:
-        return str(ws / uri)
-    return uri
+from rcdistill.tracking import resolved_uri
 
 
 class FlowRun:
@@ -25,7 +17,7 @@ class FlowRun:
 
     def __init__(self, ws: Path, p: Params, tags: dict[str, str], params: dict[str, Any]):
         self.client = self.run_id = None
-        self.uri = tracking_uri(ws, p)
+        self.uri = resolved_uri(p.tracking.uri, ws)
         try:
             from mlflow import MlflowClient
 

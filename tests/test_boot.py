@@ -55,7 +55,7 @@ def test_bootstrap_target_is_the_teachers_ddim_step_in_signal_space(tmp_path, pr
 
     ddim = DDIMScheduler.from_config(pipe.scheduler.config)
     ddim.set_timesteps(10)  # only its x0 reading is used: that does not depend on the step count
-    a, sig = obj.alphas, obj.sigmas
+    a, sig = obj.scales.alphas, obj.scales.sigmas
     for i, n in ((0, 3), (1, 7)):
         t, s_i = grid[n], grid[n - 1]
         with torch.no_grad():
@@ -133,13 +133,13 @@ def test_student_learns_the_teachers_one_step_target(tmp_path):
 
 
 def test_bk_init_cuts_blocks_from_the_start_unet_and_copies_the_rest(tiny_pipeline):
-    from rcdistill.distill.boot import boot_init
+    from rcdistill.students import load_init_unet
     from rcdistill.students import weight_mapping
 
     pipe = load_pipeline(str(tiny_pipeline))
-    whole, whole_id = boot_init(str(tiny_pipeline), str(tiny_pipeline), pipe)
+    whole, whole_id = load_init_unet(str(tiny_pipeline), str(tiny_pipeline), pipe)
     assert whole is pipe.unet and "+" not in whole_id
-    small, small_id = boot_init(str(tiny_pipeline), str(tiny_pipeline), pipe, "bk_small")
+    small, small_id = load_init_unet(str(tiny_pipeline), str(tiny_pipeline), pipe, "bk_small")
     assert small_id == f"{whole_id}+bk_small"
     n = lambda u: sum(p.numel() for p in u.parameters())  # noqa: E731
     assert n(small) < n(whole)

@@ -157,8 +157,7 @@ def test_consistency_target_at_the_first_solver_step_is_the_ode_point(tiny_pipel
     kind = obj.kind
     assert kind == "epsilon"
     start = obj.solver_t[batch.timesteps]
-    a = obj.alphas[start].view(-1, 1, 1, 1)
-    s = obj.sigmas[start].view(-1, 1, 1, 1)
+    a, s = obj.scales.at(start)
     # an oracle teacher: its eps-prediction is the true noise
     obj.teacher = type("Oracle", (), {"dtype": torch.float32,
                                       "__call__": lambda self, x, t, c: SimpleNamespace(sample=batch.noise.clone())})()
@@ -166,7 +165,7 @@ def test_consistency_target_at_the_first_solver_step_is_the_ode_point(tiny_pipel
     with torch.no_grad():
         pred = obj.student(a * batch.latents + s * batch.noise, start, cond, obj.condition(batch))
     x0 = (a * batch.latents + s * batch.noise - s * pred) / a
-    z_s = obj.alphas[0] * batch.latents + obj.sigmas[0] * batch.noise
+    z_s = obj.scales.alphas[0] * batch.latents + obj.scales.sigmas[0] * batch.noise
     assert out["consistency"].item() == pytest.approx(torch.nn.functional.mse_loss(x0, z_s).item(), rel=1e-4)
 
 
@@ -211,9 +210,12 @@ def test_params_refuse_runs_the_grid_cannot_sample():
     with pytest.raises(ValueError, match="warmup_steps"):
         CoDiParams(train={"warmup_steps": 500})
     from rcdistill.config import parse_params
+    from rcdistill.codi.texts import text_view
+    files = {"prompts": {"source": "files", "cache_file": "c.txt", "rc_file": "r.txt"},
+             "teacher": {"source": "pretrained", "path": "t"}}
     with pytest.raises(ParamsError, match="codi.text: colour"):
-        parse_params({"prompts": {"source": "files", "cache_file": "c.txt", "rc_file": "r.txt"},
-                      "teacher": {"source": "pretrained", "path": "t"}})
+        parse_params({**files, "codi": {"text": "colour"}})
+    assert text_view(parse_params(files)) == "caption" and text_view(parse_params({})) == "colour"  # auto
 
 
 def test_colour_texts_leave_the_rest_to_the_condition_and_the_teacher_reads_whole_captions():

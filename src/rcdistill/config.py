@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ParamsError
 from .roster import MODEL_NAMES
@@ -17,6 +17,15 @@ from .world.vocab import ATTRIBUTES, CONCEPTS
 class Strict(BaseModel):
     # strict: no silent coercion (a bool or 2.0 for an int, "3" for a number); no NaN or infinity anywhere
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+
+def _names_a_folder(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must name the pipeline folder whose UNet the model starts from")
+    return v
+
+
+InitFolder = Annotated[str, AfterValidator(_names_a_folder)]  # boot.init_dir, codi.init_dir
 
 
 # ---------------------------------------------------------------- world and prompts
@@ -306,7 +315,7 @@ class BootParams(TrainLoopParams):
     work_dir: str = "outputs/boot"
     # the pipeline folder whose UNet the student starts from: the teacher's, or the RC student's
     # (models/student); a DVC dependency, so another start reruns the stage
-    init_dir: str = "models/teacher"
+    init_dir: InitFolder = "models/teacher"
     # BK block removal applied to that UNet before training (distill.student's names), as the distill
     # stage's BK-SDM init does: a smaller one-step student with no data anywhere; null keeps it whole
     student: str | None = "bk_small"
@@ -320,13 +329,6 @@ class BootParams(TrainLoopParams):
     steps: int = Field(1000, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     checkpoint_every: int = Field(250, ge=1)
-
-    @field_validator("init_dir")
-    @classmethod
-    def _named(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must name the pipeline folder the student starts from")
-        return v
 
     @field_validator("student")
     @classmethod
@@ -428,10 +430,11 @@ class CoDiLoop(TrainLoopParams, CoDiMethod):
 class CoDiParams(Strict):
     """Image-conditioned few-step students (CoDi) from the teacher's cached latents and their conditions."""
     task: Literal["edge", "lowres"] = "edge"   # edge: edge map -> image | lowres: x lowres_factor super-resolution
-    init_dir: str = "models/student"           # the pipeline folder whose UNet is the backbone (the RC student)
+    init_dir: InitFolder = "models/student"    # the pipeline folder whose UNet is the backbone (the RC student)
     # what the model reads of a text: caption (all of it) | colour (its colour word: the edge map gives
-    # the rest; the teacher still reads whole captions; needs the world's prompts)
-    text: Literal["caption", "colour"] = "colour"
+    # the rest; the teacher still reads whole captions; needs the world's prompts) | auto (colour with
+    # the world's prompts, caption with prompt files)
+    text: Literal["auto", "caption", "colour"] = "auto"
     method: CoDiMethod = CoDiMethod()
     train: CoDiShared = CoDiShared()
     reference: CoDiReferenceRun = CoDiReferenceRun()
@@ -442,13 +445,6 @@ class CoDiParams(Strict):
     eval_per_set: int = Field(320, ge=4, le=100_000)
     eval_steps: dict[str, list[int]] = Field(default_factory=lambda: {
         "reference": [25, 4], "full": [1, 2, 4], "adapter": [4]})
-
-    @field_validator("init_dir")
-    @classmethod
-    def _named(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must name the pipeline folder whose UNet is the backbone")
-        return v
 
     @field_validator("eval_steps")
     @classmethod

@@ -100,7 +100,8 @@ STAGES: tuple[Stage, ...] = (
           notes=("image-free: every training pair is a cached teacher latent and a function of its decoding;",
                  "the test conditions come from the teacher's own eval images (its gate kept them, or drawn here)")),
     *(Stage(name, f"rcd {name.replace('_', '-')}", summary, "codi",
-            ("codi.task", "codi.text", "codi.init_dir", "codi.train", f"codi.{run}", "conditions", "teacher.path")
+            ("codi.task", "codi.text", "codi.init_dir", "codi.train", f"codi.{run}", "conditions", "teacher.path",
+             "prompts.source")
             + (("codi.method.drop_text", "codi.method.embedding_channels") if run == "reference" else ("codi.method",)),
             deps=("${cache.out_dir}", "${prompts.out_dir}/rc.jsonl", TEACHER_DIR, "${codi.init_dir}/unet",
                   "${conditions.out_dir}", "metrics/teacher_verdict.json"),

@@ -10,10 +10,13 @@ the others take the teacher's last ones (BK-SDM's choice), shifted by one stage 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
 
+from .errors import UserError
+from .fingerprint import folder_digest
 from .student_specs import STUDENTS, StudentSpec  # noqa: F401
 
 # Stable Diffusion v1.x U-Net (859.5M parameters), for sizing students offline.
@@ -123,3 +126,27 @@ def feature_pairs(teacher: UNet2DConditionModel, student: UNet2DConditionModel, 
     for j in range(len(student.up_blocks)):
         pairs.append((f"up_blocks.{j + shift}", f"up_blocks.{j}"))
     return pairs
+
+
+def load_init_unet(init_dir: str, teacher_path: str, teacher, student: str | None = None,
+                   key: str = "boot.init_dir") -> tuple[UNet2DConditionModel, str]:
+    """The UNet the student starts from (`init_dir`'s, with BK block removal when `student` names
+    an architecture), and its identity (for resuming). `key`: the params key that named the folder
+    (BOOT's and CoDi's students start from a pipeline folder's UNet)."""
+    folder = Path(init_dir) / "unet"
+    if not (folder / "config.json").exists():
+        raise UserError(f"{key}: {folder} holds no UNet; name a pipeline folder (models/teacher, or "
+                        "models/student after the distill stage)")
+    same = folder.resolve() == (Path(teacher_path) / "unet").resolve()
+    unet = teacher.unet if same else UNet2DConditionModel.from_pretrained(folder, local_files_only=True,
+                                                                          use_safetensors=True)
+    identity = f"{init_dir}:{folder_digest(folder)}"
+    if student is None:
+        return unet, identity
+    try:
+        small = build_student(dict(unet.config), student)
+    except (ValueError, KeyError) as e:
+        raise UserError(f"{key.rsplit('.', 1)[0]}.student: {student} cannot be cut from {folder} ({e}); "
+                        "use null to keep it whole") from e
+    init_from_teacher(small, unet, student)
+    return small, f"{identity}+{student}"

@@ -37,3 +37,19 @@ def cond_and_uncond(teacher, kind: str, x: torch.Tensor, t: torch.Tensor, cond: 
     both = teacher(torch.cat([x, x]).to(td), torch.cat([t, t]), torch.cat([cond, uncond.expand_as(cond)]).to(td)).sample
     both = both.float()
     return clean_and_noise(kind, both[:b], x, alpha, sigma), clean_and_noise(kind, both[b:], x, alpha, sigma)
+
+
+class NoiseScales:
+    """A noise schedule's scales, x_t = alpha_t x0 + sigma_t noise with alpha_t = sqrt(alpha_bar_t) and
+    sigma_t = sqrt(1 - alpha_bar_t), looked up per sample (shaped B x 1 x 1 x 1) for the objectives."""
+
+    def __init__(self, scheduler, device: torch.device):
+        bar = scheduler.alphas_cumprod.to(device)
+        self.alphas, self.sigmas = bar.sqrt(), (1 - bar).sqrt()
+
+    def at(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.alphas[t].view(-1, 1, 1, 1), self.sigmas[t].view(-1, 1, 1, 1)
+
+    def noised(self, t: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        a, s = self.at(t)
+        return a * x0 + s * noise

@@ -33,11 +33,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def resolved_uri(uri: str, base: Path | None = None) -> str:
+    """A relative sqlite or file store made absolute against `base` (default: the working folder).
+    MLflow caches one store per URI in a process, so a relative one would follow the process to
+    whatever folder it works in next."""
+    base = (base or Path.cwd()).resolve()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(base / uri[len("sqlite:///"):])
+    if "://" not in uri:
+        return str(base / uri)
+    return uri
+
+
 def setup_mlflow(params: Params):
     import mlflow
 
     Path("mlruns").mkdir(exist_ok=True)
-    mlflow.set_tracking_uri(params.tracking.uri)
+    mlflow.set_tracking_uri(resolved_uri(params.tracking.uri))
     name = params.tracking.experiment
     if mlflow.get_experiment_by_name(name) is None:
         mlflow.create_experiment(name, artifact_location=Path(params.tracking.artifacts).resolve().as_uri())

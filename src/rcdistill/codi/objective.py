@@ -31,7 +31,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from ..distill.data import RCBatch, RCSampler, TextBank
 from ..distill.loop import make_accelerator, train
 from ..precision import frozen_dtype
-from ..targets import clean_and_noise, cond_and_uncond, prediction_target
+from ..targets import NoiseScales, clean_and_noise, cond_and_uncond, prediction_target
 from .adapter import CoDiAdapter, ConditionedUNet
 from .conditions import model_input
 from .texts import ViewedSampler
@@ -67,11 +67,7 @@ class _ConditionedObjective:
         self.conditions = model_input(conditions, image_size)
         self.noise = DDPMScheduler.from_config(scheduler_config)
         self.kind = self.noise.config.prediction_type
-        self.alphas = self.noise.alphas_cumprod.to(device).sqrt()
-        self.sigmas = (1 - self.noise.alphas_cumprod.to(device)).sqrt()
-
-    def _at(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return table[t].view(-1, 1, 1, 1)
+        self.scales = NoiseScales(self.noise, device)
 
     def condition(self, batch: RCBatch) -> torch.Tensor:
         return self.conditions[batch.index].to(self.device)
@@ -114,7 +110,7 @@ class CoDiObjective(_ConditionedObjective):
         if cfg.ode_from == "teacher":
             if batch.teacher_texts is not None:  # the teacher reads whole captions (codi/texts.py)
                 cond = self.bank(batch.teacher_texts)
-            a, s = self._at(self.alphas, start), self._at(self.sigmas, start)
+            a, s = self.scales.at(start)
             if cfg.teacher_guidance == 1.0:
                 out = self.teacher(x.to(self.teacher.dtype), start, cond.to(self.teacher.dtype)).sample.float()
                 return torch.cat(clean_and_noise(self.kind, out, x, a, s), 1)
@@ -123,7 +119,7 @@ class CoDiObjective(_ConditionedObjective):
             return torch.cat([x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u)], 1)
         net = self.target if cfg.ode_from == "ema" else self.student
         out = net(x, start, cond, condition).float()
-        return torch.cat(clean_and_noise(self.kind, out, x, self._at(self.alphas, start), self._at(self.sigmas, start)), 1)
+        return torch.cat(clean_and_noise(self.kind, out, x, *self.scales.at(start)), 1)
 
     def loss(self, batch: RCBatch, cond: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
         cfg, dev = self.cfg, self.device
@@ -131,16 +127,15 @@ class CoDiObjective(_ConditionedObjective):
         condition = self.condition(batch)
         start = self.solver_t[batch.timesteps.to(dev)]
         prev = (start - self.skip).clamp(min=0)
-        a_t, s_t = self._at(self.alphas, start), self._at(self.sigmas, start)
+        a_t, s_t = self.scales.at(start)
         x = a_t * z0 + s_t * noise
         with torch.no_grad():
             x0_hat, eps_hat = self._ode_output(x, start, cond, condition, batch).chunk(2, dim=1)
             if cfg.prev_noise:  # PREv: the ODE point keeps the forward noise
                 eps_hat = noise
-            x_prev = self._at(self.alphas, prev) * x0_hat + self._at(self.sigmas, prev) * eps_hat
+            x_prev = self.scales.noised(prev, x0_hat, eps_hat)
             out_t = self.target(x_prev, prev, cond, condition).float()
-            target_x0, _ = clean_and_noise(self.kind, out_t, x_prev, self._at(self.alphas, prev),
-                                           self._at(self.sigmas, prev))
+            target_x0, _ = clean_and_noise(self.kind, out_t, x_prev, *self.scales.at(prev))
             at_end = (start < self.skip).view(-1, 1, 1, 1)  # s = 0: the ODE point is the clean latent
             target_x0 = torch.where(at_end, x_prev, target_x0)
         with autocast():

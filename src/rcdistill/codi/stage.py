@@ -20,8 +20,8 @@ from ..io import atomic_dir, atomic_write_json, atomic_write_text
 from ..sampling import DEFAULTS_FILE, generate, load_pipeline
 from ..stage_table import eval_samples_file, metrics_file, plot_file
 from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
+from ..students import load_init_unet
 from ..tracking import stage_run
-from ..distill.boot import boot_init
 from ..distill.consistency import lcm_scheduler
 from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, training_data
@@ -30,6 +30,7 @@ from .objective import RUN_NAMES, codi_train, trainable_parameters
 from .data import EVAL_SETS, eval_rows, load_eval_set, load_train_conditions, write_conditions
 from .pipeline import CoDiPipeline, generate_conditioned
 from .scores import score, swapped
+from .texts import text_view
 
 LOSS_FIELDS = ("step", "total", "consistency", "clean", "diffusion", "lr", "samples_per_s")
 SHEET = 10
@@ -67,32 +68,33 @@ def run_conditions_stage(params: Params) -> dict:
                             c.lowres_factor, _condition_sheet)
 
 
-def conditional_pipeline(teacher, net, scheduler, text_view: str) -> CoDiPipeline:
+def conditional_pipeline(teacher, net, scheduler, view: str) -> CoDiPipeline:
     return CoDiPipeline(vae=teacher.vae, text_encoder=teacher.text_encoder, tokenizer=teacher.tokenizer,
-                        unet=net.unet, adapter=net.adapter, scheduler=scheduler, text_view=text_view)
+                        unet=net.unet, adapter=net.adapter, scheduler=scheduler, text_view=view)
 
 
 def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> dict:
     cfg, stage = params.codi.loop(run), RUN_NAMES[run]
     mode = "full" if run == "reference" else run
+    view = text_view(params)
     if teacher_gate_passed() is False:
         raise GateFailed(f"{TEACHER_GATE_METRICS}: the teacher failed its quality gate; nothing is distilled from it")
     latents, captions, rc_pool, cache_identity = training_data(params)
     conditions = load_train_conditions(params.conditions.out_dir, params.codi.task, cache_identity)
     teacher = load_pipeline(params.teacher.path, None)  # its own noise schedule; no sampling settings read
-    backbone, init_id = boot_init(params.codi.init_dir, params.teacher.path, teacher, key="codi.init_dir")
+    backbone, init_id = load_init_unet(params.codi.init_dir, params.teacher.path, teacher, key="codi.init_dir")
     size = teacher.unet.config.sample_size * teacher.vae_scale_factor
     cond_id = hashlib.sha256(conditions.numpy().tobytes()).hexdigest()
-    more = {"init": init_id, "task": params.codi.task, "conditions": cond_id, "run": run, "text": params.codi.text}
+    more = {"init": init_id, "task": params.codi.task, "conditions": cond_id, "run": run, "text": view}
     if not join_run(cfg, cache_identity, stage, **more):
         codi_train(cfg, run, teacher, backbone, latents, conditions, captions, rc_pool, size, stop_after=stop_after,
-                   text_view=params.codi.text)
+                   text_view=view)
         return {"helper": True}
     with stage_run(params, stage, ("codi", "conditions")) as log:
-        log.mlflow.set_tags({"task": params.codi.task, "text": params.codi.text, "mode": mode, "init_id": init_id})
+        log.mlflow.set_tags({"task": params.codi.task, "text": view, "mode": mode, "init_id": init_id})
         history = LossHistory(cfg.work_dir, log, stage, LOSS_FIELDS)
         net = codi_train(cfg, run, teacher, backbone, latents, conditions, captions, rc_pool, size, history,
-                         stop_after=stop_after, text_view=params.codi.text)
+                         stop_after=stop_after, text_view=view)
         if stop_after is not None and stop_after < cfg.steps:
             return {"stopped_at": stop_after}
         if run == "reference":
@@ -102,9 +104,10 @@ def run_codi_stage(params: Params, run: str, stop_after: int | None = None) -> d
         net = net.to(teacher.device, torch.float32)
         if mode == "adapter":
             net.unet.requires_grad_(False)
-        pipe = conditional_pipeline(teacher, net, scheduler, params.codi.text)
+        pipe = conditional_pipeline(teacher, net, scheduler, view)
         pipe.set_progress_bar_config(disable=True)
-        metrics = {"task": params.codi.task, "text": params.codi.text, "mode": mode, "objective": "diffusion" if run == "reference" else "codi",
+        metrics = {"task": params.codi.task, "text": view, "mode": mode,
+                   "objective": "diffusion" if run == "reference" else "codi",
                    "default_steps": cfg.default_steps, "guidance_scale": cfg.guidance_scale,
                    "trainable_params": trainable_parameters(net),
                    "total_params": sum(p.numel() for p in net.parameters()),
@@ -148,36 +151,49 @@ def load_codi_pipeline(folder: str | Path) -> CoDiPipeline:
     return pipe
 
 
+def _eval_sets(params: Params) -> dict[str, tuple[dict, list[dict], dict[str, torch.Tensor]]]:
+    """Each non-empty eval set once: its manifest entry, its prompt rows (checked to be the prompts
+    stage's) and its tensors."""
+    out = {}
+    for name in EVAL_SETS:
+        meta, tensors = load_eval_set(params.conditions.out_dir, name)
+        if not meta["n"]:
+            continue
+        rows = eval_rows(params.prompts.out_dir, name, meta["n"])
+        if [r["text"] for r in rows] != meta["texts"]:
+            raise UserError(f"{params.conditions.out_dir}: its eval set {name} is not the prompts stage's; "
+                            "rerun conditions")
+        out[name] = meta, rows, tensors
+    return out
+
+
 def run_codi_eval_stage(params: Params) -> dict:
     """Every run at each of its eval steps on both sets; the baselines the issue names, labelled."""
     c = params.conditions
     classifier = load_classifier(params.evaluators.out_dir) if params.prompts.source == "world" else None
+    sets = _eval_sets(params)
     results: dict = {"task": params.codi.task, "models": {}}
     for run, steps_list in params.codi.eval_steps.items():
         if not steps_list:
             continue
         pipe = load_codi_pipeline(getattr(params.codi, run).out_dir)
         own = json.loads((Path(getattr(params.codi, run).out_dir) / DEFAULTS_FILE).read_text())
-        entry = {"guidance_scale": own["guidance_scale"], "text": pipe.config.text_view, "steps": {}}
+        view = pipe.config.text_view
+        entry = {"guidance_scale": own["guidance_scale"], "text": view, "steps": {}}
         for steps in steps_list:
             cell = {}
-            for name in EVAL_SETS:
-                meta, tensors = load_eval_set(c.out_dir, name)
-                if not meta["n"]:
-                    continue
-                rows = eval_rows(params.prompts.out_dir, name, meta["n"])
-                if [r["text"] for r in rows] != meta["texts"]:
-                    raise UserError(f"{c.out_dir}: its eval set {name} is not the prompts stage's; rerun conditions")
-                images = generate_conditioned(pipe, meta["texts"], meta["seeds"], tensors[params.codi.task], steps,
+            for name, (meta, rows, tensors) in sets.items():
+                conditions = tensors[params.codi.task]
+                measured = (tensors["images"], tensors["edge"], tensors["lowres"], classifier, c.edge_threshold,
+                            c.lowres_factor)
+                images = generate_conditioned(pipe, meta["texts"], meta["seeds"], conditions, steps,
                                               own["guidance_scale"])
-                cell[name] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"], classifier,
-                                   c.edge_threshold, c.lowres_factor)
+                cell[name] = score(images, rows, *measured)
                 if classifier is not None:  # each condition with another row's text: does it follow both?
-                    partner, labels = swapped(rows, "colour" if pipe.config.text_view == "colour" else "shape")
-                    images = generate_conditioned(pipe, [meta["texts"][j] for j in partner], meta["seeds"],
-                                                  tensors[params.codi.task], steps, own["guidance_scale"])
-                    cell[f"{name}_swapped"] = score(images, rows, tensors["images"], tensors["edge"], tensors["lowres"],
-                                                    classifier, c.edge_threshold, c.lowres_factor, labels)
+                    partner, labels = swapped(rows, "colour" if view == "colour" else "shape")
+                    images = generate_conditioned(pipe, [meta["texts"][j] for j in partner], meta["seeds"], conditions,
+                                                  steps, own["guidance_scale"])
+                    cell[f"{name}_swapped"] = score(images, rows, *measured, labels)
             entry["steps"][str(steps)] = cell
         results["models"][run] = entry
     return results

@@ -16,17 +16,13 @@ plain StableDiffusionPipeline whose DDIMScheduler reads y_0 = g(eps, 0, c) in on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
-from ..errors import UserError
-from ..fingerprint import folder_digest
 from ..precision import frozen_dtype
-from ..students import build_student, init_from_teacher
-from ..targets import cond_and_uncond
+from ..targets import NoiseScales, cond_and_uncond
 from .data import TextBank
 from .loop import make_accelerator, train
 
@@ -94,18 +90,14 @@ class BootObjective:
         self.student = signal_unet(init, self.kind)
         num_t = noise.config.num_train_timesteps
         self.grid = torch.linspace(0, num_t - 1, cfg.num_grid_steps + 1, device=device).round().long()
-        self.alphas = noise.alphas_cumprod.to(device).sqrt()
-        self.sigmas = (1 - noise.alphas_cumprod.to(device)).sqrt()
+        self.scales = NoiseScales(noise, device)
         self.uncond = uncond.to(device)
-
-    def _at(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return table[t].view(-1, 1, 1, 1)
 
     @torch.no_grad()
     def teacher_x0(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The teacher's guided clean-latent estimate at (x, t): uncond + w (cond - uncond)."""
         (x0_c, _), (x0_u, _) = cond_and_uncond(self.teacher, self.kind, x, t, cond, self.uncond,
-                                               self._at(self.alphas, t), self._at(self.sigmas, t))
+                                               *self.scales.at(t))
         return x0_u + self.cfg.guidance_scale * (x0_c - x0_u)
 
     @torch.no_grad()
@@ -118,7 +110,7 @@ class BootObjective:
         s = torch.where(edge, top, self.grid[n - 1])    # where the student is taught
         y_t = self.student(eps, t, cond).sample.float()
         edge4 = edge.view(-1, 1, 1, 1)
-        a_t, sig_t, a_s, sig_s = self._at(self.alphas, t), self._at(self.sigmas, t), self._at(self.alphas, s), self._at(self.sigmas, s)
+        (a_t, sig_t), (a_s, sig_s) = self.scales.at(t), self.scales.at(s)
         x_t = torch.where(edge4, eps, a_t * y_t + sig_t * eps)  # the boundary starts from pure noise
         f = self.teacher_x0(x_t, t, cond)
         delta = torch.where(edge4, torch.ones_like(a_t), 1 - a_t * sig_s / (sig_t * a_s))
@@ -151,25 +143,3 @@ def boot_distill(cfg, pipe, init_unet: UNet2DConditionModel, texts: list[str], l
     sampler = TextNoiseSampler(texts, (u.in_channels, u.sample_size, u.sample_size), len(objective.grid),
                                cfg.boundary_prob, cfg.seed + accelerator.process_index)
     return train(accelerator, cfg, objective, sampler, bank, log, stop_after), objective
-
-
-def boot_init(init_dir: str, teacher_path: str, teacher, student: str | None = None,
-              key: str = "boot.init_dir") -> tuple[UNet2DConditionModel, str]:
-    """The UNet the student starts from (`init_dir`'s, with BK block removal when `student` names
-    an architecture), and its identity (for resuming). `key`: the params key that named the folder."""
-    folder = Path(init_dir) / "unet"
-    if not (folder / "config.json").exists():
-        raise UserError(f"{key}: {folder} holds no UNet; name a pipeline folder (models/teacher, or "
-                        "models/student after the distill stage)")
-    same = folder.resolve() == (Path(teacher_path) / "unet").resolve()
-    unet = teacher.unet if same else UNet2DConditionModel.from_pretrained(folder, local_files_only=True,
-                                                                          use_safetensors=True)
-    identity = f"{init_dir}:{folder_digest(folder)}"
-    if student is None:
-        return unet, identity
-    try:
-        small = build_student(dict(unet.config), student)
-    except (ValueError, KeyError) as e:
-        raise UserError(f"boot.student: {student} cannot be cut from {folder} ({e}); use null to keep it whole") from e
-    init_from_teacher(small, unet, student)
-    return small, f"{identity}+{student}"

@@ -19,7 +19,7 @@ from ..config import Params
 from ..errors import UserError
 from ..fingerprint import folder_digest
 from ..precision import frozen_dtype
-from ..targets import clean_and_noise, cond_and_uncond
+from ..targets import NoiseScales, clean_and_noise, cond_and_uncond
 from .data import RCBatch, RCSampler, TextBank
 from .loop import make_accelerator, train
 
@@ -70,16 +70,12 @@ class ConsistencyObjective:
         self.skip = num_t // cfg.num_ddim_timesteps
         # the DDIM solver's grid, as LCMScheduler builds it: t_n = (n + 1) k - 1
         self.solver_t = torch.arange(1, cfg.num_ddim_timesteps + 1, device=device) * self.skip - 1
-        self.alphas = noise.alphas_cumprod.to(device).sqrt()
-        self.sigmas = (1 - noise.alphas_cumprod.to(device)).sqrt()
+        self.scales = NoiseScales(noise, device)
         self.uncond = uncond.to(device)
-
-    def _at(self, table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return table[t].view(-1, 1, 1, 1)
 
     def _boundary(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """f(x, t) = c_skip(t) x + c_out(t) x0(x, t): the consistency function's parametrisation."""
-        x0, _ = clean_and_noise(self.kind, out.float(), x, self._at(self.alphas, t), self._at(self.sigmas, t))
+        x0, _ = clean_and_noise(self.kind, out.float(), x, *self.scales.at(t))
         c_skip, c_out = self.boundary.get_scalings_for_boundary_condition_discrete(t)
         return c_skip.view(-1, 1, 1, 1) * x + c_out.view(-1, 1, 1, 1) * x0
 
@@ -88,9 +84,9 @@ class ConsistencyObjective:
                     w: torch.Tensor) -> torch.Tensor:
         """The teacher's guided DDIM step from `start` to `prev`: cond + w (cond - uncond) on x0 and eps."""
         (x0_c, eps_c), (x0_u, eps_u) = cond_and_uncond(self.teacher, self.kind, x, start, cond, self.uncond,
-                                                       self._at(self.alphas, start), self._at(self.sigmas, start))
+                                                       *self.scales.at(start))
         x0, eps = x0_c + w * (x0_c - x0_u), eps_c + w * (eps_c - eps_u)
-        return self._at(self.alphas, prev) * x0 + self._at(self.sigmas, prev) * eps
+        return self.scales.noised(prev, x0, eps)
 
     def loss(self, batch: RCBatch, cond: torch.Tensor, autocast) -> dict[str, torch.Tensor]:
         cfg, dev = self.cfg, self.device
@@ -98,7 +94,7 @@ class ConsistencyObjective:
         n = batch.timesteps.to(dev)                      # solver index of the start step
         start = self.solver_t[n]
         prev = (start - self.skip).clamp(min=0)
-        x = self._at(self.alphas, start) * z0 + self._at(self.sigmas, start) * noise
+        x = self.scales.noised(start, z0, noise)
         w = cfg.w_min + (cfg.w_max - cfg.w_min) * batch.uniform  # drawn with the batch: replayed on resume
         w_emb = guidance_embedding(w, cfg.time_cond_proj_dim).to(dev)
         w = w.to(dev).view(-1, 1, 1, 1)

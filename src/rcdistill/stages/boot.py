@@ -19,7 +19,8 @@ from ..sampling import DEFAULTS_FILE, generate, load_pipeline
 from ..stage_table import metrics_file, plot_file
 from ..teacher_verdict import TEACHER_GATE_METRICS, teacher_gate_passed
 from ..tracking import stage_run
-from ..distill.boot import boot_distill, boot_init, signal_scheduler
+from ..distill.boot import boot_distill, signal_scheduler
+from ..students import load_init_unet
 from ..distill.loop import release_checkpoints
 from ..distill.training_run import LossHistory, join_run, student_pipeline
 
@@ -55,7 +56,7 @@ def run_boot_stage(params: Params, stop_after: int | None = None) -> dict:
         raise GateFailed(f"{TEACHER_GATE_METRICS}: the teacher failed its quality gate; nothing is distilled from it")
     texts = text_pool(params)
     teacher = load_pipeline(params.teacher.path, params.sampling.scheduler)
-    init, init_id = boot_init(cfg.init_dir, params.teacher.path, teacher, cfg.student)
+    init, init_id = load_init_unet(cfg.init_dir, params.teacher.path, teacher, cfg.student)
     texts_id = {"text_pool": cfg.text_pool, "sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
     if not join_run(cfg, texts_id, "boot", init=init_id):
         boot_distill(cfg, teacher, init, texts, stop_after=stop_after)
