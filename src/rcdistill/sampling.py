@@ -64,6 +64,15 @@ def image_size(pipe: StableDiffusionPipeline) -> int:
     return pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
+def seed_generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(int(x)) for x in seeds]
+
+
+def seeded_noise(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """One noise tensor per generator, drawn on the CPU: identical on every device."""
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
 @torch.no_grad()
 def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int], steps: int, guidance_scale: float,
              batch_size: int = 64, output_type: str = "pt", desc: str = "sampling") -> torch.Tensor:
@@ -71,10 +80,9 @@ def generate(pipe: StableDiffusionPipeline, prompts: list[str], seeds: list[int]
     size = image_size(pipe)
     out = []
     for s in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        gens = [torch.Generator("cpu").manual_seed(int(x)) for x in seeds[s: s + batch_size]]
-        # Noise drawn on the CPU from per-sample seeds: identical on every device.
+        gens = seed_generators(seeds[s: s + batch_size])
         shape = (pipe.unet.config.in_channels, size // pipe.vae_scale_factor, size // pipe.vae_scale_factor)
-        noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(pipe.device, pipe.unet.dtype)
+        noise = seeded_noise(gens, shape).to(pipe.device, pipe.unet.dtype)
         # the same generators go on to feed any noise a sampler injects between steps (LCM does;
         # DDIM with eta 0 does not), so every sample stays a function of its own seed
         res = pipe(prompt=prompts[s: s + batch_size], latents=noise, height=size, width=size,

@@ -2,14 +2,16 @@
 
 Components: the teacher's VAE, text encoder and tokenizer, the (student) UNet, the CoDi adapter
 and a scheduler (LCMScheduler for a distilled few-step model, DDIM for the diffusion-loss
-reference); `text_view` in its config says what it reads of a prompt. Saved and loaded with diffusers' own save_pretrained / from_pretrained.
+reference); `text_view` in its config says what it reads of a prompt. Saved and loaded with
+diffusers' own save_pretrained / from_pretrained.
 """
 from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 
-from ..teacher.text_encoder import tokenize
+from ..sampling import seed_generators, seeded_noise
+from ..teacher.text_encoder import hidden_states
 from . import adapter as _adapter  # noqa: F401  (diffusers loads a folder's adapter only from an imported module)
 from .conditions import model_input
 from .texts import view_text
@@ -30,8 +32,7 @@ class CoDiPipeline(DiffusionPipeline):
         return self.unet.config.sample_size * self.vae_scale_factor
 
     def _encode(self, texts: list[str]) -> torch.Tensor:
-        ids = tokenize(self.tokenizer, texts).to(self.device)
-        return self.text_encoder(ids)[0].to(self.unet.dtype)
+        return hidden_states(self.text_encoder, self.tokenizer, texts, self.device, self.unet.dtype)
 
     @torch.no_grad()
     def __call__(self, prompt: list[str], condition: torch.Tensor, num_inference_steps: int = 4,
@@ -52,8 +53,7 @@ class CoDiPipeline(DiffusionPipeline):
             cond_img = torch.cat([cond_img, cond_img])
         if latents is None:
             shape = (n, self.unet.config.in_channels, size // self.vae_scale_factor, size // self.vae_scale_factor)
-            latents = torch.stack([torch.randn(shape[1:], generator=g) for g in generator]) if generator \
-                else torch.randn(shape)
+            latents = seeded_noise(generator, shape[1:]) if generator else torch.randn(shape)
         x = latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
@@ -80,7 +80,7 @@ def generate_conditioned(pipe: CoDiPipeline, prompts: list[str], seeds: list[int
     """uint8 (N,3,H,W); image i is a function of (prompt i, seed i, condition i) alone."""
     out = []
     for s in range(0, len(prompts), batch_size):
-        gens = [torch.Generator("cpu").manual_seed(int(x)) for x in seeds[s: s + batch_size]]
+        gens = seed_generators(seeds[s: s + batch_size])
         img = pipe(prompts[s: s + batch_size], conditions[s: s + batch_size], steps, guidance_scale, gens).images
         out.append((img * 255).round().to(torch.uint8).cpu())
     return torch.cat(out)

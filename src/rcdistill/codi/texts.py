@@ -18,14 +18,13 @@ import torch
 from ..distill.data import RCBatch
 from ..world import COLOURS
 
-TEXT_VIEWS = ("caption", "colour")
-
-
 def text_view(params) -> str:
     """`codi.text`, with `auto` resolved: colour with the world's prompts, caption with prompt files."""
     if params.codi.text != "auto":
         return params.codi.text
     return "colour" if params.prompts.source == "world" else "caption"
+
+
 _COLOUR = re.compile(r"\b(" + "|".join(COLOURS) + r")\b", re.IGNORECASE)
 
 

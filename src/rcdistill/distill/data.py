@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..teacher.text_encoder import tokenize
+from ..teacher.text_encoder import hidden_states
 
 
 def timestep_weights(kind: str, num_train_timesteps: int, lam: float) -> torch.Tensor:
@@ -104,8 +104,7 @@ class TextBank:
 
     @torch.no_grad()
     def _encode(self, texts: list[str]) -> torch.Tensor:
-        ids = tokenize(self.tokenizer, texts).to(self.device)
-        return self.text_encoder(ids)[0].to(self.dtype)
+        return hidden_states(self.text_encoder, self.tokenizer, texts, self.device, self.dtype)
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
         if self.mode == "memory":

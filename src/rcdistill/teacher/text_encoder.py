@@ -41,6 +41,12 @@ def tokenize(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
                      truncation=True, return_tensors="pt").input_ids
 
 
+def hidden_states(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, texts: list[str], device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """What a UNet cross-attends to for these texts, on `device` in `dtype`."""
+    return text_encoder(tokenize(tokenizer, texts).to(device))[0].to(dtype)
+
+
 @torch.no_grad()
 def encode_texts(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, texts: list[str], batch_size: int = 1024) -> torch.Tensor:
     text_encoder.eval()
