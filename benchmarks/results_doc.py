@@ -432,9 +432,59 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
     if c and "unseen" in c:
         held = [f"{m} {c['unseen'][m] / c['seen'][m]:.2f}x" for m in ("shape", "colour") if c["seen"].get(m)]
         out += ["", "Held-out against seen, CoDi full at 4 steps (target >= 0.9x): " + ", ".join(held) + "."]
+    for shape in params["world"]["unseen"]:
+        read = [f"{lab} {concept_cell(by)}" for lab in ("(a)", "(c)", "(d)")
+                if (by := cells.get(lab, {}).get("unseen", {}).get("by_concept", {}).get("shape", {}).get(shape))]
+        if read:
+            out += ["", f"The held-out {shape} conditions (no training condition shows one): shape accuracy, and "
+                    "what the classifier read instead: " + "; ".join(read) + "."]
     variants = RESULTS / "codi_variants.md"
     out += ["", "### CoDi's switches and its second task", "",
             variants.read_text().rstrip() if variants.exists() else "_benchmarks/codi_variants.py has not run._"]
+    return out + codi_variant_findings(load(RESULTS / "codi_variants.json"))
+
+
+def concept_cell(c: dict) -> str:
+    read = ", ".join(f"{v} {k}" for k, v in sorted(c["read_as"].items(), key=lambda kv: -kv[1]))
+    return f"{c['acc']:.3f} ± {c['acc_se']:.3f} of {c['n']}" + (f" (read as: {read})" if read else "")
+
+
+def _variant_cell(row: dict, key: str) -> str:
+    return f"{row[key]:.3f} ± {row[key + '_se']:.3f}"
+
+
+def codi_variant_findings(result: dict | None) -> list[str]:
+    """The variants' answers to the issue's held-out questions, read from their rows."""
+    if not result:
+        return []
+    rows = {(r["variant"], r["model"][:3]): r for r in result["rows"]}
+    out = []
+    held = []
+    for variant, what in (("codi-heldout-yellow", "with CoDi's RC texts"),
+                          ("codi-heldout-yellow-no-rc", "without them (`codi.method.rc_prob=0`)")):
+        cells = [f"{lab} {_variant_cell(r, 'unseen.colour')} vs {_variant_cell(r, 'seen.colour')} "
+                 f"({r['unseen.colour'] / r['seen.colour']:.2f}x)"
+                 for lab in ("(a)", "(c)", "(d)", "(e)") if (r := rows.get((variant, lab))) and "unseen.colour" in r]
+        if cells:
+            held.append(f"{what}: " + ", ".join(cells))
+    cached = [f"{lab} {concept_cell(by)}" for lab in ("(a)", "(c)", "(d)")
+              if (by := rows.get(("codi-heldout-yellow", lab), {}).get("seen.by_concept", {}).get("shape", {})
+                  .get("triangle"))]
+    if cached:
+        out += ["", "The same triangle outlines' shape accuracy when triangles are cached (variant "
+                "`codi-heldout-yellow`, which holds out yellow instead, so its seen set has triangles): "
+                + "; ".join(cached) + "."]
+    if held:
+        out += ["", "A held-out colour (variants `codi-heldout-yellow*`, `world.unseen=[yellow]`: no cached latent "
+                "and so no training condition is yellow, and the unseen set is all yellow), colour accuracy held-out "
+                "vs seen (target >= 0.9x); " + "; ".join(held) + "."]
+    caption = [f"{lab} own caption {_variant_cell(r, 'unseen.shape')}, seen swapped "
+               f"{_variant_cell(r, 'seen_swapped.shape')} (own {_variant_cell(r, 'seen.shape')})"
+               for lab in ("(a)", "(c)", "(d)") if (r := rows.get(("codi-captions", lab))) and "unseen.shape" in r]
+    if caption:
+        out += ["", "A held-out shape when the text names it (variant `codi-captions`, whole captions): held-out "
+                "shape accuracy with the own caption, and seen shape accuracy (scored against the condition) when "
+                "the caption names another shape: " + "; ".join(caption) + "."]
     return out
 
 

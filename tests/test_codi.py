@@ -261,6 +261,7 @@ def test_stages_write_scored_registered_models(tiny_project):
         "reference": ["4"], "full": ["1", "2"], "adapter": ["2"]}
     cell = ev["models"]["full"]["steps"]["2"]["unseen"]
     assert cell["n"] == 8 and 0 <= cell["edge_f1"] <= 1 and cell["psnr"] > 0 and "shape_se" in cell
+    assert sum(v["n"] for v in cell["by_concept"]["shape"].values()) == 8     # every image under the shape its condition shows
     full = json.loads((tiny_project / "metrics/codi.json").read_text())["codi"]
     adapter = json.loads((tiny_project / "metrics/codi_adapter.json").read_text())["codi_adapter"]
     assert full["trainable_params"] == full["total_params"]                      # backbone and adapter
@@ -337,3 +338,23 @@ def test_swapped_texts_name_another_shape_or_colour_and_keep_the_conditions_labe
     assert partner == [1, 2, 3, 1]                                   # the next row with another colour
     assert torch.equal(labels["shape"], own["shape"])
     assert torch.equal(labels["colour"], own["colour"][torch.tensor(partner)])
+
+
+def test_by_concept_scores_each_value_and_what_it_was_read_as():
+    from rcdistill.codi.scores import by_concept
+    from rcdistill.world import COLOURS, SHAPES
+
+    def idx(values, names):
+        return torch.tensor([values.index(x) for x in names])
+
+    labels = {"shape": idx(SHAPES, ["triangle", "triangle", "triangle", "circle"]),
+              "colour": idx(COLOURS, ["red", "red", "blue", "blue"])}
+    pred = {"shape": idx(SHAPES, ["triangle", "circle", "circle", "circle"]),
+            "colour": idx(COLOURS, ["red", "red", "blue", "red"])}
+    out = by_concept(pred, labels)
+    assert {a: set(v) for a, v in out.items()} == {"shape": {"triangle", "circle"}, "colour": {"red", "blue"}}
+    tri = out["shape"]["triangle"]
+    assert tri["n"] == 3 and abs(tri["acc"] - 1 / 3) < 1e-9 and tri["read_as"] == {"circle": 2}
+    assert abs(tri["acc_se"] - (1 / 3 * 2 / 3 / 3) ** 0.5) < 1e-9
+    assert out["shape"]["circle"] == {"n": 1, "acc": 1.0, "acc_se": 0.0, "read_as": {}}
+    assert out["colour"]["blue"]["acc"] == 0.5 and out["colour"]["blue"]["read_as"] == {"red": 1}

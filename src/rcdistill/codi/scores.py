@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..evaluate.concepts import row_labels
+from ..world import ATTRIBUTES
 from .conditions import edge_f1, low_res, psnr
 
 ACCURACIES = ("shape", "colour")
@@ -47,6 +48,7 @@ def score(images_u8: torch.Tensor, rows: list[dict], teacher_u8: torch.Tensor, e
         "psnr": psnr(images_u8, teacher_u8),
         "lowres_psnr": psnr(low_res(images_u8, lowres_factor), lowres_u8),
     }
+    pred = None
     if classifier is not None:
         pred, labels = classifier.predict(images_u8), labels if labels is not None else row_labels(rows)
         for a in ACCURACIES:
@@ -54,6 +56,32 @@ def score(images_u8: torch.Tensor, rows: list[dict], teacher_u8: torch.Tensor, e
     out = {"n": len(images_u8)}
     for name, values in per_image.items():
         out[name], out[f"{name}_se"] = _mean_se(values)
-        if name in ACCURACIES:  # an accuracy's standard error: sqrt(p (1 - p) / n)
-            out[f"{name}_se"] = (out[name] * (1 - out[name]) / len(values)) ** 0.5
+        if name in ACCURACIES:
+            out[f"{name}_se"] = _accuracy_se(out[name], len(values))
+    if pred is not None:
+        out["by_concept"] = by_concept(pred, labels)
+    return out
+
+
+def _accuracy_se(p: float, n: int) -> float:
+    return (p * (1 - p) / n) ** 0.5 if n else 0.0
+
+
+def by_concept(pred: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Shape and colour accuracy on the images that should show each value (`shape.triangle`: the
+    conditions that are triangles), and what the classifier read there instead (`read_as`): which
+    known shape a model draws from an outline it never saw."""
+    out = {}
+    for a in ACCURACIES:
+        values = ATTRIBUTES[a]
+        out[a] = {}
+        for i, v in enumerate(values):
+            mask = labels[a] == i
+            n = int(mask.sum())
+            if not n:
+                continue
+            p = (pred[a][mask] == i).double().mean().item()
+            read = torch.bincount(pred[a][mask], minlength=len(values)).tolist()
+            out[a][v] = {"n": n, "acc": p, "acc_se": _accuracy_se(p, n),
+                               "read_as": {values[j]: c for j, c in enumerate(read) if c and j != i}}
     return out
