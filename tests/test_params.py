@@ -90,9 +90,9 @@ def test_gate_metric_names_cover_what_evaluate_writes():
     from rcdistill.config import GATE_METRIC
 
     for name in ("unseen.shape", "seen.clip_score", "ms_per_image", "unet_step_ratio", "image_time_ratio",
-                 "steps.4.unseen.shape", "steps.25.ms_per_image"):
+                 "steps.4.unseen.shape", "steps.25.ms_per_image", "seen_swapped.shape", "unseen.edge_f1"):
         assert GATE_METRIC.fullmatch(name), name
-    for name in ("unseen.nonsense", "steps.x.unseen.shape", "shape"):
+    for name in ("unseen.nonsense", "steps.x.unseen.shape", "shape", "seen_other.shape"):
         assert not GATE_METRIC.fullmatch(name), name
 
 

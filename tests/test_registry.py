@@ -29,6 +29,22 @@ def test_gate_logic_on_known_numbers():
     assert "missing" in decide({"unet_step_ratio": 0.5}, None, rules).reason
 
 
+def test_default_codi_gate_refuses_a_model_that_reads_only_its_text_or_only_its_condition():
+    from rcdistill.config import Params
+
+    rules = Params().registry.codi_gate
+    both = {"seen.edge_f1": 1.0, "unseen.edge_f1": 0.99, "seen.colour": 1.0, "unseen.colour": 1.0,
+            "seen.shape": 0.79, "seen_swapped.shape": 0.76, "seen_swapped.colour": 1.0}
+    assert decide(both, None, rules).promote
+    # whole captions name the shape: own-caption scores are perfect, but with another shape's
+    # caption it draws that shape (numbers of the caption models measured at commit 9e94b41)
+    text_only = {**both, "seen.shape": 1.0, "seen_swapped.shape": 0.0125}
+    assert "seen_swapped.shape" in decide(text_only, None, rules).reason
+    condition_only = {**both, "seen_swapped.colour": 0.17}          # keeps the latent's colour
+    assert "seen_swapped.colour" in decide(condition_only, None, rules).reason
+    assert "seen.shape" in decide({**both, "seen.shape": 0.2}, None, rules).reason   # ignores its edge map
+
+
 def _client(project):
     import mlflow
 

@@ -526,7 +526,8 @@ class EvaluateParams(Strict):
         return self
 
 
-_SET_METRIC = r"(seen|unseen)\.(shape|colour|size|position|fid|kid|clip_score|edge_f1|psnr|lowres_psnr)"
+# `_swapped`: CoDi's sets with each condition given another row's text (codi_eval)
+_SET_METRIC = r"(seen|unseen)(_swapped)?\.(shape|colour|size|position|fid|kid|clip_score|edge_f1|psnr|lowres_psnr)"
 _MODEL_METRIC = (r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_step_ratio|param_ratio|image_time_ratio"
                  r"|trainable_params")
 # what metrics/evaluate.json holds for one model: per set at its default steps, its sizes and times,
@@ -534,7 +535,7 @@ _MODEL_METRIC = (r"unet_params|ms_per_unet_step|s_per_image|ms_per_image|unet_st
 GATE_METRIC = re.compile(rf"{_SET_METRIC}|{_MODEL_METRIC}|steps\.\d+\.({_SET_METRIC}|ms_per_image)")
 
 
-_ACCURACY = re.compile(rf"(steps\.\d+\.)?(seen|unseen)\.(shape|colour|size|position|edge_f1)")
+_ACCURACY = re.compile(rf"(steps\.\d+\.)?(seen|unseen)(_swapped)?\.(shape|colour|size|position|edge_f1)")
 
 
 def metric_range(name: str) -> tuple[float, float]:
@@ -605,9 +606,11 @@ class RegisterParams(Strict):
     # on metrics/codi_eval.json at their default steps (edge F1, PSNR, shape and colour per set)
     codi_model_name: str = Field("rcdistill-codi", min_length=1, pattern=MODEL_NAME)
     codi_adapter_model_name: str = Field("rcdistill-codi-adapter", min_length=1, pattern=MODEL_NAME)
-    codi_gate: GateRules = GateRules(min={"seen.edge_f1": 0.9, "unseen.edge_f1": 0.9, "seen.shape": 0.85,
-                                          "unseen.shape": 0.85, "seen.colour": 0.8, "unseen.colour": 0.8},
-                                     vs_champion={"unseen.shape": 0.02, "unseen.edge_f1": 0.02})
+    # the held-out shape has no floor: no training condition shows one (docs/distillation.md, CoDi)
+    codi_gate: GateRules = GateRules(min={"seen.edge_f1": 0.9, "unseen.edge_f1": 0.9, "seen.colour": 0.9,
+                                          "unseen.colour": 0.9, "seen.shape": 0.65, "seen_swapped.shape": 0.65,
+                                          "seen_swapped.colour": 0.9},
+                                     vs_champion={"seen.shape": 0.05, "seen.edge_f1": 0.02})
 
     @model_validator(mode="after")
     def _names_apart(self):
