@@ -474,6 +474,16 @@ def codi_variant_findings(result: dict | None) -> list[str]:
         out += ["", "The same triangle outlines' shape accuracy when triangles are cached (variant "
                 "`codi-heldout-yellow`, which holds out yellow instead, so its seen set has triangles): "
                 + "; ".join(cached) + "."]
+    diffs = []
+    for lab in ("(a)", "(c)", "(d)", "(e)"):
+        w, wo = rows.get(("codi-heldout-yellow", lab)), rows.get(("codi-heldout-yellow-no-rc", lab))
+        if w and wo and "unseen.colour" in w and "unseen.colour" in wo:
+            d = w["unseen.colour"] - wo["unseen.colour"]
+            noise = (w["unseen.colour_se"] ** 2 + wo["unseen.colour_se"] ** 2) ** 0.5
+            verdict = " (under 2 SE: not a finding)" if abs(d) < 2 * noise else ""
+            diffs.append(f"{lab} {d:+.3f} ± {noise:.3f}{verdict}")
+    if diffs:
+        held.append("held-out colour with minus without: " + ", ".join(diffs))
     if held:
         out += ["", "A held-out colour (variants `codi-heldout-yellow*`, `world.unseen=[yellow]`: no cached latent "
                 "and so no training condition is yellow, and the unseen set is all yellow), colour accuracy held-out "
