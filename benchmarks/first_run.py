@@ -3,8 +3,10 @@
 Clones the committed HEAD into a fresh folder (no .venv, no data, no models, no MLflow store),
 runs `./scripts/repro.sh` there as README says, and stamps every output line, so the set-up and
 each DVC stage ("Running stage 'X'") get their wall time. Writes benchmarks/results/first_run.json
-(every run is kept, the newest last; the newest run's log beside it, .log). The clone's `dvc.lock` and metrics are left in the
-clone for whoever wants to compare them with the committed ones (`--keep` keeps the folder).
+(every run is kept, the newest last; the newest run's log beside it, .log), with the CPU time
+other processes took meanwhile (a run timed beside other work is slower, and says so). The
+clone's `dvc.lock` and metrics are left in the clone for whoever wants to compare them with the
+committed ones (`--keep` keeps the folder).
 
     .venv/bin/python benchmarks/first_run.py                 # clone of HEAD into a temp folder
     .venv/bin/python benchmarks/first_run.py --keep /tmp/fc  # keep the clone there
@@ -16,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,6 +29,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks/results/first_run.json"
 STAGE = re.compile(r"Running stage '([\w-]+)'")
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), else None."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def stage_times(stamped: list[tuple[float, str]], end: float) -> dict[str, float]:
@@ -47,7 +60,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="rcd-first-run-")) / "rcdistill"
     subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    start = time.time()
+    start, busy_start = time.time(), busy_cpu_s()
     stamped: list[tuple[float, str]] = [(start, "start")]
     proc = subprocess.Popen(["./scripts/repro.sh"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
@@ -56,8 +69,13 @@ def main() -> None:
         if STAGE.search(line):
             print(f"{stamped[-1][0] - start:7.0f} s  {line.strip()}", flush=True)
     rc = proc.wait()
-    end = time.time()
-    result = {"commit": head, "rc": rc, "total_s": round(end - start, 1),
+    end, busy_end = time.time(), busy_cpu_s()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = usage.ru_utime + usage.ru_stime          # the clone's set-up and stages (and git clone)
+    cpu_s = {"own": round(own, 1)}
+    if busy_start is not None and busy_end is not None:
+        cpu_s["other"] = round(max(busy_end - busy_start - own, 0.0), 1)  # everything else on the machine
+    result = {"commit": head, "rc": rc, "total_s": round(end - start, 1), "cpu_s": cpu_s,
               "stages_s": {k: round(v, 1) for k, v in stage_times(stamped, end).items()},
               "cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
               "date": time.strftime("%Y-%m-%d", time.gmtime(start))}

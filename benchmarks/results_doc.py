@@ -46,7 +46,9 @@ def first_run_section(runs: dict | None) -> list[str]:
     run = runs["runs"][-1]
     rows = [f"| {k} | {v / 60:.1f} |" for k, v in run["stages_s"].items()]
     return [f"`benchmarks/first_run.py`: a fresh clone of {run['commit'][:7]} on {run['date']}, {run['cores']} cores, "
-            f"`./scripts/repro.sh` exit code {run['rc']}, **{run['total_s'] / 60:.1f} minutes** in all, set-up included.",
+            f"`./scripts/repro.sh` exit code {run['rc']}, **{run['total_s'] / 60:.1f} minutes** in all, set-up included"
+            + (f"; other processes took {run['cpu_s']['other'] / 60:.1f} CPU-minutes meanwhile (the run itself "
+               f"{run['cpu_s']['own'] / 60:.1f})" if "other" in run.get("cpu_s", {}) else "") + ".",
             "", "| step | minutes |", "|---|---|", *rows,
             *(["", "Earlier first runs: " + "; ".join(earlier) + "."] if earlier else [])]
 

@@ -3,6 +3,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,6 +58,18 @@ def test_first_run_stage_times_split_the_log_at_each_stage():
                (70.0, "Running stage 'teacher':"), (300.0, "done")]
     times = first_run.stage_times(stamped, end=310.0)
     assert times == {"setup": 60.0, "prompts": 10.0, "teacher": 240.0}
+
+
+def test_first_run_sees_the_machine_busy():
+    import time
+
+    before = first_run.busy_cpu_s()
+    if before is None:
+        pytest.skip("no /proc/stat here")
+    t = time.process_time()
+    while time.process_time() - t < 0.3:   # 0.3 s of this process's own CPU
+        pass
+    assert first_run.busy_cpu_s() - before >= 0.25
 
 
 def test_results_doc_is_generated_from_the_results_files(tmp_path, monkeypatch):
