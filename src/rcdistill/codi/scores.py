@@ -83,5 +83,5 @@ def by_concept(pred: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -
             p = (pred[a][mask] == i).double().mean().item()
             read = torch.bincount(pred[a][mask], minlength=len(values)).tolist()
             out[a][v] = {"n": n, "acc": p, "acc_se": _accuracy_se(p, n),
-                               "read_as": {values[j]: c for j, c in enumerate(read) if c and j != i}}
+                         "read_as": {values[j]: c for j, c in enumerate(read) if c and j != i}}
     return out
