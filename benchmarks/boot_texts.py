@@ -26,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_sweep import dvc, experiments, metric  # noqa: E402
-from stats import se  # noqa: E402
+from stats import combined_se, se  # noqa: E402
 
 EXP = "boot-texts-cache"
 OUT = Path("benchmarks/results/boot_texts")
@@ -77,7 +77,7 @@ def verdict(table: list[dict], n: int) -> list[str]:
     cache = by.get("student_boot, cache texts only (1 step)")
     if cache:
         d = rc["unseen.shape"] - cache["unseen.shape"]
-        e = (se(rc["unseen.shape"], n) ** 2 + se(cache["unseen.shape"], n) ** 2) ** 0.5
+        e = combined_se(se(rc["unseen.shape"], n), se(cache["unseen.shape"], n))
         lines.append(f"held-out shape, RC texts - cache texts: {d:+.3f} ± {e:.3f} (target >= +0.30: "
                      f"{'met' if d >= 0.30 else 'missed'}; {'more' if abs(d) >= 2 * e else 'less'} than 2 SE)")
     return lines

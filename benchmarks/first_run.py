@@ -41,6 +41,11 @@ def busy_cpu_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def stage_times(stamped: list[tuple[float, str]], end: float) -> dict[str, float]:
     """Seconds from each "Running stage 'X'" line to the next one (the last: to `end`); the time
     before the first stage is the set-up (`setup`)."""
@@ -60,7 +65,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="rcd-first-run-")) / "rcdistill"
     subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    start, busy_start = time.time(), busy_cpu_s()
+    start, busy_start, own_start = time.time(), busy_cpu_s(), children_cpu_s()
     stamped: list[tuple[float, str]] = [(start, "start")]
     proc = subprocess.Popen(["./scripts/repro.sh"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
@@ -70,8 +75,7 @@ def main() -> None:
             print(f"{stamped[-1][0] - start:7.0f} s  {line.strip()}", flush=True)
     rc = proc.wait()
     end, busy_end = time.time(), busy_cpu_s()
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = usage.ru_utime + usage.ru_stime          # the clone's set-up and stages (and git clone)
+    own = children_cpu_s() - own_start             # the clone's set-up and stages (git clone was before)
     cpu_s = {"own": round(own, 1)}
     if busy_start is not None and busy_end is not None:
         cpu_s["other"] = round(max(busy_end - busy_start - own, 0.0), 1)  # everything else on the machine

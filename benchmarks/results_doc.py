@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stats import se  # noqa: E402
+from codi_variants import fmt as variant_cell  # noqa: E402
+from stats import combined_se, se  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from rcdistill.roster import MODEL_NAMES  # noqa: E402
@@ -169,7 +170,7 @@ def forgetting_pairs(data: dict) -> list[str]:
         if set(pair) != {"rc", "norc"}:
             continue
         a, b = pair["rc"]["unseen"]["shape"], pair["norc"]["unseen"]["shape"]
-        err = (se(a, pair["rc"]["n_unseen"]) ** 2 + se(b, pair["norc"]["n_unseen"]) ** 2) ** 0.5
+        err = combined_se(se(a, pair["rc"]["n_unseen"]), se(b, pair["norc"]["n_unseen"]))
         gap = verdict(a - b - 0.30, err)
         vs_teacher = verdict(a - 0.9 * teacher, se(a, pair["rc"]["n_unseen"])) if teacher is not None else "?"
         sets = ", ".join(f"`{o}`" for o in pair["rc"]["overrides"]) or "(params.yaml)"
@@ -248,7 +249,7 @@ def reach_gap(cached: dict | None, rc: float, norc: float, norc_se: float) -> st
     gap RC can close is (cached - no-RC), not (teacher - no-RC), when the student stays below the teacher."""
     if not cached:
         return "—"
-    gap, gap_se = cached["acc"] - norc, (se(cached["acc"], cached["n"]) ** 2 + norc_se ** 2) ** 0.5
+    gap, gap_se = cached["acc"] - norc, combined_se(se(cached["acc"], cached["n"]), norc_se)
     if gap <= 2 * gap_se:
         return f"{gap:+.3f} ± {gap_se:.3f}: none over 2 SE"
     return f"{gap:+.3f} ± {gap_se:.3f}: {100 * (rc - norc) / gap:.0f}% closed"
@@ -275,7 +276,7 @@ def rc_by_concept(sweep: dict | None, diagnosis: dict | None) -> list[str]:
     for concept, rows in by.items():
         k = len(rows)
         t, rc, norc = (sum(r[key] for r in rows) / k for key in ("teacher", "rc", "no_rc"))
-        gap, gap_se = t - norc, (se(t, n) ** 2 + se(norc, n) ** 2 / k) ** 0.5
+        gap, gap_se = t - norc, combined_se(se(t, n), se(norc, k * n))
         real_gap = gap > 2 * gap_se
         closed = (rc - norc) / gap if gap > 1e-9 else None
         ratio_ok = rc >= 0.9 * t
@@ -296,7 +297,7 @@ def rc_by_concept(sweep: dict | None, diagnosis: dict | None) -> list[str]:
 def why_missed(concept: str, teacher: float, rc: float, rc_se: float, cached: dict) -> str:
     """One line on a concept that misses the target, from the numbers beside it."""
     c, c_se = cached["acc"], se(cached["acc"], cached["n"])
-    if rc >= c - 2 * (c_se ** 2 + rc_se ** 2) ** 0.5:
+    if rc >= c - 2 * combined_se(c_se, rc_se):
         return (f"- **{concept}:** RC draws it at {rc:.3f}, as well as (within 2 SE) or better than the same student with its "
                 f"latents cached ({c:.3f} ± {c_se:.3f}), against the teacher's {teacher:.3f}: the shortfall comes with "
                 "distillation itself (real latents do no better), not with Random Conditioning; the capacity runs "
@@ -410,7 +411,7 @@ def codi_section(ev: dict | None, params: dict) -> list[str]:
         for name in ("seen", "unseen"):
             for m in measures:
                 gap = a[name][m] - b[name][m]
-                noise = (a[name][f"{m}_se"] ** 2 + b[name][f"{m}_se"] ** 2) ** 0.5
+                noise = combined_se(a[name][f"{m}_se"], b[name][f"{m}_se"])
                 if gap == 0 or abs(gap) < 2 * noise:  # a difference under two standard errors is not a gap
                     closed.append(f"{name} {m}: no gap beyond noise ({gap:+.3f} ± {noise:.3f})")
                 else:
@@ -451,10 +452,6 @@ def concept_cell(c: dict) -> str:
     return f"{c['acc']:.3f} ± {c['acc_se']:.3f} of {c['n']}" + (f" (read as: {read})" if read else "")
 
 
-def _variant_cell(row: dict, key: str) -> str:
-    return f"{row[key]:.3f} ± {row[key + '_se']:.3f}"
-
-
 def codi_variant_findings(result: dict | None) -> list[str]:
     """The variants' answers to the issue's held-out questions, read from their rows."""
     if not result:
@@ -464,7 +461,7 @@ def codi_variant_findings(result: dict | None) -> list[str]:
     held = []
     for variant, what in (("codi-heldout-yellow", "with CoDi's RC texts"),
                           ("codi-heldout-yellow-no-rc", "without them (`codi.method.rc_prob=0`)")):
-        cells = [f"{lab} {_variant_cell(r, 'unseen.colour')} vs {_variant_cell(r, 'seen.colour')} "
+        cells = [f"{lab} {variant_cell(r, 'unseen.colour')} vs {variant_cell(r, 'seen.colour')} "
                  f"({r['unseen.colour'] / r['seen.colour']:.2f}x)"
                  for lab in ("(a)", "(c)", "(d)", "(e)") if (r := rows.get((variant, lab))) and "unseen.colour" in r]
         if cells:
@@ -481,7 +478,7 @@ def codi_variant_findings(result: dict | None) -> list[str]:
         w, wo = rows.get(("codi-heldout-yellow", lab)), rows.get(("codi-heldout-yellow-no-rc", lab))
         if w and wo and "unseen.colour" in w and "unseen.colour" in wo:
             d = w["unseen.colour"] - wo["unseen.colour"]
-            noise = (w["unseen.colour_se"] ** 2 + wo["unseen.colour_se"] ** 2) ** 0.5
+            noise = combined_se(w["unseen.colour_se"], wo["unseen.colour_se"])
             verdict = " (under 2 SE: not a finding)" if abs(d) < 2 * noise else ""
             diffs.append(f"{lab} {d:+.3f} ± {noise:.3f}{verdict}")
     if diffs:
@@ -490,8 +487,8 @@ def codi_variant_findings(result: dict | None) -> list[str]:
         out += ["", "A held-out colour (variants `codi-heldout-yellow*`, `world.unseen=[yellow]`: no cached latent "
                 "and so no training condition is yellow, and the unseen set is all yellow), colour accuracy held-out "
                 "vs seen (target >= 0.9x); " + "; ".join(held) + "."]
-    caption = [f"{lab} own caption {_variant_cell(r, 'unseen.shape')}, seen swapped "
-               f"{_variant_cell(r, 'seen_swapped.shape')} (own {_variant_cell(r, 'seen.shape')})"
+    caption = [f"{lab} own caption {variant_cell(r, 'unseen.shape')}, seen swapped "
+               f"{variant_cell(r, 'seen_swapped.shape')} (own {variant_cell(r, 'seen.shape')})"
                for lab in ("(a)", "(c)", "(d)") if (r := rows.get(("codi-captions", lab))) and "unseen.shape" in r]
     if caption:
         out += ["", "A held-out shape when the text names it (variant `codi-captions`, whole captions): held-out "
